@@ -1,0 +1,179 @@
+"""Settings, read from environment variables (see docs/configuration.md).
+
+Embedded default: a SQLite file beside the code, the django-q2 ORM broker and the database
+cache, so the engine runs with nothing else installed. Production: ``DATABASE_URL`` on
+PostgreSQL and ``REDIS_URL`` for the django-q2 broker and the cache.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import dj_database_url
+
+from project.env import (
+    ImproperlyConfiguredEnv,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+try:
+    DEBUG = env_bool("DEBUG", default=False)
+    SECRET_KEY = env_str("SECRET_KEY")
+    if not SECRET_KEY:
+        if not DEBUG and "runserver" not in sys.argv and env_bool("REQUIRE_SECRET_KEY", False):
+            raise ImproperlyConfiguredEnv("SECRET_KEY must be set when REQUIRE_SECRET_KEY is on")
+        # A fixed development key keeps `make demo` and the tests self-contained; production
+        # deployments set SECRET_KEY and REQUIRE_SECRET_KEY=1 (docs/operations.md).
+        SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+    DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql", "sqlite"))
+    REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+    Q_WORKERS = env_int("Q_WORKERS", 2, minimum=1)
+    ORDER_TASK_TIMEOUT = env_int("ORDER_TASK_TIMEOUT", 60, minimum=5)
+    EXECUTION_API_URL = env_url("EXECUTION_API_URL", ("http", "https"))
+    EXECUTION_API_KEY_ID = env_str("EXECUTION_API_KEY_ID", "")
+    EXECUTION_API_SECRET_KEY = env_str("EXECUTION_API_SECRET_KEY", "")
+    EXECUTION_API_TIMEOUT = env_int("EXECUTION_API_TIMEOUT", 10, minimum=1)
+except ImproperlyConfiguredEnv as exc:  # pragma: no cover - exercised by tests/test_settings.py
+    sys.stderr.write(f"Configuration error: {exc}\n")
+    raise SystemExit(2) from exc
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "portfolio",
+    "decisions",
+    "execution",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if DATABASE_URL and not DATABASE_URL.startswith("sqlite"):
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    DATABASES["default"].setdefault("TEST", {})
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    sqlite_path = (
+        dj_database_url.parse(DATABASE_URL)["NAME"] if DATABASE_URL else BASE_DIR / "db.sqlite3"
+    )
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": sqlite_path,
+            "OPTIONS": {
+                # IMMEDIATE takes the write lock when a transaction starts, so two writers wait
+                # for each other instead of failing half-way with "database is locked".
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_FUNCTION": "project.cache.plain_key",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "engine_cache",
+        }
+    }
+
+# django-q2. `retry` must exceed the longest task, or a task is delivered twice; the orders
+# table is the durable outbox either way (see execution/worker.py).
+Q_CLUSTER = {
+    "name": "engine",
+    "workers": Q_WORKERS,
+    "timeout": ORDER_TASK_TIMEOUT,
+    "retry": ORDER_TASK_TIMEOUT * 2 + 30,
+    "max_attempts": 1,
+    "catch_up": False,
+    "time_zone": "America/New_York",
+    "ack_failures": True,
+    "save_limit": 1000,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "America/New_York"  # shown in the admin; everything is stored in UTC
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
