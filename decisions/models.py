@@ -1,0 +1,169 @@
+"""Recommendations from the upstream stage and the decision audit trail.
+
+Tables: ``recommendations`` and ``execution_decisions``.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from portfolio.models import FRACTION, MONEY, QUANTITY, Entity, Pool, RiskTier
+
+
+class RecommendationAction(models.TextChoices):
+    ACT = "act", "Act (open or add)"
+    DEFER = "defer", "Defer (exit)"
+    MONITOR = "monitor", "Monitor"
+    OBSERVE = "observe", "Observe"
+    NEUTRAL = "neutral", "Neutral"
+
+
+#: The actions the decision loop acts on; the others are informational.
+EXECUTABLE_ACTIONS = (RecommendationAction.ACT, RecommendationAction.DEFER)
+
+
+class RecommendationMode(models.TextChoices):
+    SIMULATION_ELIGIBLE = "simulation_eligible", "Simulation eligible"
+    PRODUCTION_ELIGIBLE = "production_eligible", "Production eligible"
+
+
+class Recommendation(models.Model):
+    """A recommendation of the upstream engine, keyed by its upstream id."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    entity = models.ForeignKey(Entity, on_delete=models.PROTECT, related_name="recommendations")
+    action = models.CharField(max_length=10, choices=RecommendationAction.choices)
+    mode = models.CharField(max_length=24, choices=RecommendationMode.choices)
+    confidence = models.DecimalField(max_digits=6, decimal_places=5)
+    generated_at = models.DateTimeField()
+    thesis = models.TextField(blank=True)
+    risk_classification = models.CharField(max_length=32, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "recommendations"
+        ordering = ["-generated_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(confidence__gte=0) & Q(confidence__lte=1),
+                name="recommendation_confidence_range",
+            ),
+        ]
+        indexes = [
+            # The candidate query: recent, executable, highest confidence first.
+            models.Index(
+                fields=["generated_at", "action", "mode"], name="recommendation_candidate_idx"
+            ),
+            models.Index(fields=["entity", "generated_at"], name="recommendation_entity_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.action} {self.entity_id} ({self.confidence})"
+
+
+class DecisionOutcome(models.TextChoices):
+    ACT = "act", "Act"
+    DEFER = "defer", "Defer"
+    SKIP = "skip", "Skip"
+
+
+class SkipReason(models.TextChoices):
+    """Every reason the engine gives for not acting; the source's names where it has one."""
+
+    CIRCUIT_BREAKER_ACTIVE = "circuit_breaker_active", "Circuit breaker active"
+    POOL_HALTED = "pool_halted", "Pool halted by an operator"
+    ENTITY_COOLDOWN_ACTIVE = "entity_cooldown_active", "Entity in its loss cooldown"
+    OUTSIDE_EXECUTION_WINDOW = "outside_execution_window", "Outside the execution window"
+    INSUFFICIENT_CONFIDENCE = "insufficient_confidence", "Confidence below the tier minimum"
+    DUPLICATE_RECOMMENDATION = "duplicate_recommendation", "Already processed"
+    MULTIPLE_DECLINING = "multiple_declining_commitments", "Most commitments declining"
+    MAX_COMMITMENTS_REACHED = "max_commitments_reached", "Maximum commitments reached"
+    NO_CURRENT_VALUE = "no_current_value", "No current value"
+    NO_OPEN_COMMITMENT = "no_open_commitment", "No open commitment to exit"
+    EXIT_ALREADY_PENDING = "exit_already_pending", "An exit order is already pending"
+    # Sizer rejections
+    INSUFFICIENT_ACTIVE_POOL = "insufficient_active_pool", "No active pool to size against"
+    POSITION_LIMIT_REACHED = "position_limit_reached", "Commitment already at its maximum size"
+    CORRELATION_TOO_HIGH = "correlation_too_high", "Correlation with holdings too high"
+    SECTOR_LIMIT_REACHED = "sector_limit_reached", "Sector at its limit"
+    REPORT_TOO_CLOSE = "performance_report_imminent", "Performance report within one session"
+    INSUFFICIENT_HISTORY = "insufficient_history", "Not enough bars for ATR"
+    POOL_EXPOSURE_LIMIT = "pool_exposure_limit", "Pool exposure would exceed its maximum"
+    ZERO_UNITS = "zero_units", "Rounds to zero units"
+    INSUFFICIENT_CASH = "insufficient_cash", "Not enough cash"
+
+
+class DecisionRecord(models.Model):
+    """One evaluation of one recommendation for one pool, and why it ended as it did.
+
+    ``processed`` records whether the recommendation is done for this pool (it passed the
+    deduplication check); at most one processed record exists per pool and recommendation.
+    An unprocessed skip (stopped by a breaker, the window or the confidence gate) that repeats
+    identically updates ``last_evaluated_at`` and ``evaluations`` instead of adding rows.
+    """
+
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="decisions")
+    recommendation = models.ForeignKey(
+        "decisions.Recommendation", on_delete=models.PROTECT, related_name="decisions"
+    )
+    entity = models.ForeignKey(Entity, on_delete=models.PROTECT, related_name="decisions")
+    action = models.CharField(max_length=10, choices=RecommendationAction.choices)
+    outcome = models.CharField(max_length=10, choices=DecisionOutcome.choices)
+    skip_reason = models.CharField(max_length=40, choices=SkipReason.choices, blank=True)
+    processed = models.BooleanField(default=False)
+    confidence = models.DecimalField(max_digits=6, decimal_places=5)
+    commitment_value = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Dollar amount of the commitment"
+    )
+    units = models.DecimalField(**QUANTITY, null=True, blank=True)
+    allocation_pct = models.DecimalField(
+        **FRACTION, null=True, blank=True, help_text="Fraction of the active pool"
+    )
+    current_value = models.DecimalField(**MONEY, null=True, blank=True)
+    risk_tier = models.CharField(max_length=20, choices=RiskTier.choices)
+    pool_exposure = models.DecimalField(**MONEY, null=True, blank=True)
+    active_pool = models.DecimalField(**MONEY)
+    reserve_balance = models.DecimalField(**MONEY)
+    circuit_breaker_active = models.BooleanField(default=False)
+    correlation = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True)
+    correlation_check = models.CharField(max_length=20, blank=True)
+    sector_exposure = models.DecimalField(**MONEY, null=True, blank=True)
+    sector_check = models.CharField(max_length=20, blank=True)
+    report_sessions_away = models.IntegerField(null=True, blank=True)
+    report_proximity = models.CharField(max_length=20, blank=True)
+    decision_trace = models.JSONField(default=dict)
+    evaluated_at = models.DateTimeField(help_text="First evaluation (the cycle's clock)")
+    last_evaluated_at = models.DateTimeField()
+    evaluations = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "execution_decisions"
+        ordering = ["-evaluated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pool", "recommendation"],
+                condition=Q(processed=True),
+                name="one_processed_decision_per_pool_recommendation",
+            ),
+            models.UniqueConstraint(
+                fields=["pool", "recommendation", "skip_reason"],
+                condition=Q(processed=False),
+                name="one_pending_skip_per_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(outcome="skip") | Q(skip_reason=""), name="skip_reason_only_on_skip"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["pool", "-evaluated_at"], name="decision_pool_time_idx"),
+            models.Index(fields=["recommendation", "pool"], name="decision_recommendation_idx"),
+            models.Index(fields=["outcome", "-evaluated_at"], name="decision_outcome_idx"),
+            models.Index(fields=["skip_reason", "-evaluated_at"], name="decision_reason_idx"),
+            models.Index(fields=["entity", "-evaluated_at"], name="decision_entity_idx"),
+        ]
+
+    def __str__(self) -> str:
+        suffix = f" ({self.skip_reason})" if self.skip_reason else ""
+        return f"{self.outcome} {self.entity_id}{suffix}"
