@@ -1,0 +1,32 @@
+"""Execution adapters: turn an order into a broker's answer (paper or Alpaca-compatible HTTP).
+
+Plain Python, no Django: the execution worker builds an adapter from settings and passes it in.
+"""
+
+from __future__ import annotations
+
+from execution.adapters.base import (
+    BrokerAccount,
+    BrokerPosition,
+    BrokerUnavailable,
+    ExecutionAdapter,
+    ExecutionResponse,
+    OrderRequest,
+    ResponseStatus,
+)
+from execution.adapters.http import AlpacaHttpAdapter
+from execution.adapters.paper import PaperAdapter, apply_slippage, paper_broker_order_id
+
+__all__ = [
+    "AlpacaHttpAdapter",
+    "BrokerAccount",
+    "BrokerPosition",
+    "BrokerUnavailable",
+    "ExecutionAdapter",
+    "ExecutionResponse",
+    "OrderRequest",
+    "PaperAdapter",
+    "ResponseStatus",
+    "apply_slippage",
+    "paper_broker_order_id",
+]
