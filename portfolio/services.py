@@ -1,0 +1,229 @@
+"""Loading pool state for the rules, and the pool's own state changes (orchestration).
+
+Every loader reads as of ``now``: nothing dated later is seen, so simulated time and replays
+never look into the future. Each loader is a fixed number of queries whatever the number of
+entities (noted in its docstring).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from django.db import transaction
+
+from decisions.sizing import TierParams
+from portfolio.indicators import average_true_range
+from portfolio.market_calendar import MarketCalendar, get_market_calendar
+from portfolio.models import (
+    CircuitBreakerEvent,
+    Commitment,
+    CommitmentStatus,
+    EngineConfig,
+    MarketSnapshot,
+    Pool,
+    RiskTierConfig,
+    RiskTierHistory,
+    TierTrigger,
+)
+from portfolio.valuation import PositionView
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@dataclass
+class MarketData:
+    """Daily bars of a set of entities over the last sessions, as of one instant.
+
+    ``closes`` is an (entities × sessions) float array with NaN where a session has no bar,
+    for the correlation; ``bars`` keeps the Decimal (high, low, close) per session for the
+    ATR; ``latest`` is the current value of each entity (the most recent snapshot, provided it
+    is no older than the previous session).
+    """
+
+    symbols: tuple[str, ...]
+    sessions: tuple[date, ...]
+    closes: np.ndarray
+    bars: dict[str, list[tuple[Decimal, Decimal, Decimal]]]
+    latest: dict[str, Decimal]
+    latest_at: dict[str, datetime]
+    index: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = {symbol: i for i, symbol in enumerate(self.symbols)}
+
+    def atr(self, symbol: str, period: int) -> Decimal | None:
+        bars = self.bars.get(symbol, [])[-(period * 3) :]
+        if len(bars) < period + 1:
+            return None
+        highs, lows, closes = zip(*bars, strict=True)
+        return average_true_range(highs, lows, closes, period)
+
+
+def load_market_data(
+    symbols: set[str] | list[str],
+    now: datetime,
+    sessions: int,
+    calendar: MarketCalendar | None = None,
+) -> MarketData:
+    """Bars of ``symbols`` for the ``sessions`` sessions up to ``now``. One query."""
+    calendar = calendar or get_market_calendar(now)
+    ordered = tuple(sorted(symbols))
+    current = calendar.current_session(now)
+    today = now.astimezone(NEW_YORK).date()
+    if calendar.is_session(today) and now >= calendar.session_close(today):
+        last = today
+    else:
+        # The current session's bar is not complete yet: bars end with the previous session.
+        last = calendar.previous_session(today)
+    window = calendar.last_sessions(last, sessions)
+    previous_open = calendar.session_open(calendar.previous_session(current))
+    start = datetime.combine(window[0], datetime.min.time(), tzinfo=NEW_YORK)
+    rows = (
+        MarketSnapshot.objects.filter(entity_id__in=ordered, as_of__gte=start, as_of__lte=now)
+        .order_by("entity_id", "as_of")
+        .values_list("entity_id", "as_of", "high", "low", "close")
+    )
+    position = {session: j for j, session in enumerate(window)}
+    closes = np.full((len(ordered), len(window)), np.nan)
+    per_session: dict[str, dict[date, tuple[Decimal, Decimal, Decimal]]] = defaultdict(dict)
+    latest: dict[str, Decimal] = {}
+    latest_at: dict[str, datetime] = {}
+    index = {symbol: i for i, symbol in enumerate(ordered)}
+    for symbol, as_of, high, low, close in rows:
+        day = as_of.astimezone(NEW_YORK).date()
+        j = position.get(day)
+        if j is not None:
+            per_session[symbol][day] = (high, low, close)
+            closes[index[symbol], j] = float(close)
+        if as_of >= previous_open:
+            latest[symbol] = close
+            latest_at[symbol] = as_of
+    bars = {
+        symbol: [bars_by_day[d] for d in sorted(bars_by_day)]
+        for symbol, bars_by_day in per_session.items()
+    }
+    return MarketData(ordered, tuple(window), closes, bars, latest, latest_at)
+
+
+def latest_value(
+    symbol: str, now: datetime, calendar: MarketCalendar | None = None
+) -> Decimal | None:
+    """The current value of one entity as of ``now`` (not older than the previous session)."""
+    calendar = calendar or get_market_calendar(now)
+    previous_open = calendar.session_open(calendar.previous_session(calendar.current_session(now)))
+    row = (
+        MarketSnapshot.objects.filter(entity_id=symbol, as_of__lte=now, as_of__gte=previous_open)
+        .order_by("-as_of")
+        .values_list("close", flat=True)
+        .first()
+    )
+    return row
+
+
+def open_commitment_rows(pool: Pool) -> list[tuple]:
+    """(id, symbol, sector, units, entry value, risk threshold, opened at) of the open
+    commitments. One query."""
+    return list(
+        Commitment.objects.filter(pool=pool, status=CommitmentStatus.OPEN).values_list(
+            "id",
+            "entity_id",
+            "entity__sector",
+            "units",
+            "entry_value",
+            "risk_threshold",
+            "opened_at",
+        )
+    )
+
+
+def to_positions(rows: list[tuple], latest: dict[str, Decimal]) -> list[PositionView]:
+    """Value ``open_commitment_rows`` at the current values in ``latest``."""
+    return [
+        PositionView(cid, symbol, sector, units, entry, latest.get(symbol), stop, opened)
+        for cid, symbol, sector, units, entry, stop, opened in rows
+    ]
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    """Active breakers of a pool as of an instant, read from ``circuit_breaker_events``."""
+
+    pool_wide: tuple[str, ...]
+    until: datetime | None
+    entity_cooldowns: dict[str, datetime]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.pool_wide)
+
+
+def load_breaker_state(pool: Pool, now: datetime) -> BreakerState:
+    """Breakers in force at ``now`` (triggered, not expired, not cleared). One query."""
+    rows = CircuitBreakerEvent.objects.filter(
+        pool=pool, triggered_at__lte=now, expires_at__gt=now, cleared_at__isnull=True
+    ).values_list("trigger_type", "entity_id", "expires_at")
+    pool_wide: dict[str, datetime] = {}
+    cooldowns: dict[str, datetime] = {}
+    for kind, symbol, expires in rows:
+        if symbol:
+            cooldowns[symbol] = max(expires, cooldowns.get(symbol, expires))
+        else:
+            pool_wide[kind] = max(expires, pool_wide.get(kind, expires))
+    until = max(pool_wide.values()) if pool_wide else None
+    return BreakerState(tuple(sorted(pool_wide)), until, cooldowns)
+
+
+def get_engine_config(pool: Pool) -> EngineConfig:
+    """The pool's engine configuration, created with the source's defaults if missing."""
+    config, _ = EngineConfig.objects.get_or_create(pool=pool)
+    return config
+
+
+def tier_params(name: str) -> TierParams:
+    """The risk tier's parameters as a frozen value. One query."""
+    row = RiskTierConfig.objects.get(name=name)
+    return TierParams(
+        name=row.name,
+        min_confidence=row.min_confidence,
+        max_position_pct=row.max_position_pct,
+        stop_loss_atr_multiplier=row.stop_loss_atr_multiplier,
+        reward_risk_ratio=row.reward_risk_ratio,
+        max_sector_pct=row.max_sector_pct,
+        max_portfolio_heat=row.max_portfolio_heat,
+    )
+
+
+@transaction.atomic
+def create_pool(
+    name: str,
+    *,
+    mode: str,
+    cash: Decimal,
+    tier: str = "conservative",
+    adapter: str = "paper",
+    now: datetime,
+    actor: str = "",
+) -> Pool:
+    """Create a pool with its engine and risk configuration and its first tier history row."""
+    from execution.models import PoolRiskConfig
+
+    pool = Pool(name=name, mode=mode, cash=cash, risk_tier=tier, adapter=adapter)
+    pool.full_clean()
+    pool.save()
+    EngineConfig.objects.create(pool=pool)
+    PoolRiskConfig.objects.create(pool=pool)
+    RiskTierHistory.objects.create(
+        pool=pool,
+        previous_tier="",
+        new_tier=tier,
+        trigger=TierTrigger.INITIAL,
+        reason="Pool created",
+        actor=actor,
+        changed_at=now,
+    )
+    return pool
