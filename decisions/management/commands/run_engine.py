@@ -1,0 +1,82 @@
+"""run_engine: run the engine for one pool, once or continuously."""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import datetime
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from decisions.engine import run_engine_pass
+from portfolio.models import Pool
+from portfolio.services import get_engine_config
+
+
+def parse_now(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"--now {value!r} is not an ISO-8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise CommandError(f"--now {value!r} has no UTC offset (e.g. 2026-11-18T11:00:00-05:00)")
+    return parsed
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the decision engine for a pool: the decision cycle, then the execution worker "
+        "on the queued orders. --once runs a single pass (with --now, on simulated time); "
+        "without it, a pass every polling_interval_seconds until interrupted."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--pool", required=True, help="Pool name")
+        parser.add_argument("--once", action="store_true", help="Run one pass and exit")
+        parser.add_argument(
+            "--now", help="Simulated time for --once, ISO-8601 with offset (default: now)"
+        )
+
+    def handle(self, *args, **options):
+        try:
+            pool = Pool.objects.get(name=options["pool"])
+        except Pool.DoesNotExist:
+            raise CommandError(f"No pool named {options['pool']!r}") from None
+        if options["now"] and not options["once"]:
+            raise CommandError("--now needs --once: a continuous run follows the real clock")
+        if options["once"]:
+            now = parse_now(options["now"]) if options["now"] else timezone.now()
+            self._report(run_engine_pass(pool.pk, now))
+            return
+        self._loop(pool)
+
+    def _loop(self, pool: Pool) -> None:
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+            self.stdout.write("Stopping after the current pass…")
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        while not stopping:
+            try:
+                self._report(run_engine_pass(pool.pk, timezone.now()))
+            except Exception as exc:  # a failed pass is logged and retried, never fatal
+                self.stderr.write(f"Pass failed: {exc!r}; retrying after the interval")
+            interval = get_engine_config(pool).polling_interval_seconds
+            deadline = time.monotonic() + interval
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(0.5)
+
+    def _report(self, result) -> None:
+        cycle = result.cycle
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(cycle.outcomes.items())) or "none"
+        reasons = ", ".join(f"{k} {v}" for k, v in cycle.skip_reasons.most_common()) or "none"
+        orders = ", ".join(f"{k} {v}" for k, v in sorted(result.order_statuses.items())) or "none"
+        self.stdout.write(
+            f"{cycle.pool} @ {cycle.now.isoformat()}: {cycle.candidates} candidate(s); "
+            f"outcomes: {outcomes}; skips: {reasons}; orders: {orders}"
+        )

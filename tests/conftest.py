@@ -1,0 +1,59 @@
+"""Shared fixtures: a clock, pools, entities and bars built through the real code paths."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from tests import factories
+
+
+def pytest_report_header(config):
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    return f"database: {engine}; cache: {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]}"
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    if os.environ.get("REQUIRE_POSTGRES"):
+        raise pytest.UsageError("REQUIRE_POSTGRES is set but DATABASE_URL is not PostgreSQL")
+    skip = pytest.mark.skip(reason="needs PostgreSQL (row locks, SKIP LOCKED): set DATABASE_URL")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Each test starts with an empty cache, as a restarted engine would."""
+    from django.core.cache import cache
+
+    yield
+    # The database cache is reachable only from tests that use the database.
+    with contextlib.suppress(Exception):
+        cache.clear()
+
+
+@pytest.fixture
+def session_now() -> datetime:
+    """Wednesday 2026-11-18, 11:00 New York time: a regular session."""
+    return datetime(2026, 11, 18, 16, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pool(db, session_now):
+    return factories.make_pool(now=session_now)
+
+
+@pytest.fixture
+def money():
+    return Decimal
