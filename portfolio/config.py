@@ -1,0 +1,224 @@
+"""Reading and changing a pool's engine configuration, with validation (orchestration).
+
+``validate_engine_config`` holds every rule an EngineConfig must satisfy beyond the field
+types; it is pure, so the admin's ModelForm ``clean`` and the ``engine_config`` command share
+it. The same rules are check constraints in the database, as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+
+from portfolio.models import EngineConfig, Pool
+from portfolio.services import get_engine_config
+
+#: Every editable EngineConfig field, in model order.
+ENGINE_CONFIG_FIELDS: tuple[str, ...] = tuple(
+    field.name
+    for field in EngineConfig._meta.concrete_fields
+    if field.name not in {"id", "pool", "updated_at"}
+)
+FRACTION_FIELDS = frozenset(EngineConfig.FRACTION_FIELDS)
+POSITIVE_FIELDS = frozenset(EngineConfig.POSITIVE_FIELDS)
+INTEGER_FIELDS = frozenset(
+    field.name
+    for field in EngineConfig._meta.concrete_fields
+    if isinstance(field, models.IntegerField) and field.name in ENGINE_CONFIG_FIELDS
+)
+#: (lower, upper): the first must stay strictly below the second.
+ORDERED_PAIRS = (
+    ("correlation_reduce_threshold", "correlation_reject_threshold"),
+    ("report_reject_sessions", "report_reduce_sessions"),
+)
+
+ConfigValue = int | Decimal
+
+
+class EngineConfigError(Exception):
+    """The configuration was not changed; ``errors`` maps each key (or ``""``) to its problem."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__(
+            "\n".join(
+                f"{key}: {message}" if key else message for key, message in self.errors.items()
+            )
+        )
+
+
+def _as_decimal(value: Any) -> Decimal | None:
+    """``value`` as a Decimal, or None when it is not a number (bool is not a number)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(str(value)) if math.isfinite(value) else None
+    return None
+
+
+def validate_engine_config(values: dict[str, Any]) -> dict[str, str]:
+    """The problems of an engine configuration, as {field: message}; empty when valid.
+
+    ``values`` maps field names to Python values (``Decimal``/``int``), normally every field of
+    the configuration with the proposed changes merged in. Missing or None fields are skipped
+    (a ModelForm leaves out fields that already failed), and keys that are not engine settings
+    (``pool``, ``id``) are ignored. Rules: fractions (``EngineConfig.FRACTION_FIELDS``, 0.05 =
+    5 %) in (0, 1]; counts, periods and durations (``EngineConfig.POSITIVE_FIELDS``) integers
+    ≥ 1; ``report_reject_sessions`` and ``paper_slippage_bps`` ≥ 0;
+    ``absolute_commitment_cap`` (dollars) > 0; ``diversification_bonus`` (a multiplier) ≥ 1;
+    ``correlation_reduce_threshold`` < ``correlation_reject_threshold``;
+    ``report_reject_sessions`` < ``report_reduce_sessions``. Pure: no database access.
+    """
+    errors: dict[str, str] = {}
+    numbers: dict[str, Decimal] = {}
+    for name in ENGINE_CONFIG_FIELDS:
+        value = values.get(name)
+        if value is None:
+            continue
+        number = _as_decimal(value)
+        if number is None:
+            errors[name] = f"{value!r} is not a number"
+            continue
+        shown = format_number(number)
+        if name in INTEGER_FIELDS and number != number.to_integral_value():
+            errors[name] = f"{shown} is not a whole number"
+        elif name in FRACTION_FIELDS:
+            if not Decimal(0) < number <= Decimal(1):
+                errors[name] = f"{shown} is not in (0, 1]: a fraction, 0.05 means 5 %"
+        elif name in POSITIVE_FIELDS:
+            if number < 1:
+                errors[name] = f"{shown} is not ≥ 1"
+        elif name == "absolute_commitment_cap":
+            if number <= 0:
+                errors[name] = f"{shown} is not > 0 (dollars)"
+        elif name == "diversification_bonus":
+            if number < 1:
+                errors[name] = f"{shown} is not ≥ 1 (a multiplier, 1.2 = +20 %)"
+        elif number < 0:
+            errors[name] = f"{shown} is negative"
+        numbers[name] = number
+
+    for lower, upper in ORDERED_PAIRS:
+        if lower in errors or upper in errors or lower not in numbers or upper not in numbers:
+            continue
+        if numbers[lower] >= numbers[upper]:
+            errors[lower] = (
+                f"{format_number(numbers[lower])} must be below {upper} "
+                f"({format_number(numbers[upper])})"
+            )
+    return errors
+
+
+def format_number(value: ConfigValue) -> str:
+    """A setting's value without trailing zeros: Decimal("0.050000") → "0.05"."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class EngineConfigView:
+    """A pool's engine configuration: every field's value, in model order.
+
+    Fractions are fractions (0.05 = 5 %); ``is_fraction`` tells which fields are.
+    """
+
+    pool: str
+    values: dict[str, ConfigValue]
+    updated_at: datetime
+
+    @staticmethod
+    def is_fraction(name: str) -> bool:
+        return name in FRACTION_FIELDS
+
+
+@dataclass(frozen=True)
+class EngineConfigChange:
+    """The fields an update set: {field: (previous value, new value)}."""
+
+    pool: str
+    changes: dict[str, tuple[ConfigValue, ConfigValue]]
+
+
+def _pool(pool_name: str) -> Pool:
+    try:
+        return Pool.objects.get(name=pool_name)
+    except Pool.DoesNotExist:
+        raise EngineConfigError({"": f"no pool named {pool_name!r}"}) from None
+
+
+def _view(pool: Pool, config: EngineConfig) -> EngineConfigView:
+    values = {name: getattr(config, name) for name in ENGINE_CONFIG_FIELDS}
+    return EngineConfigView(pool.name, values, config.updated_at)
+
+
+def get_engine_config_values(pool_name: str) -> EngineConfigView:
+    """The engine configuration of the pool named ``pool_name`` (created with the defaults if
+    missing). Raises ``EngineConfigError`` for an unknown pool. Two queries."""
+    pool = _pool(pool_name)
+    return _view(pool, get_engine_config(pool))
+
+
+def parse_engine_config_values(
+    assignments: Mapping[str, str],
+) -> tuple[dict[str, ConfigValue], dict[str, str]]:
+    """Typed values of textual ``{field: value}`` assignments, and the problems found.
+
+    Each value is read by its model field (integer fields take whole numbers, decimal fields at
+    most their decimal places). An unknown key gets a "did you mean" with the closest field names.
+    """
+    values: dict[str, ConfigValue] = {}
+    errors: dict[str, str] = {}
+    for key, text in assignments.items():
+        if key not in ENGINE_CONFIG_FIELDS:
+            close = difflib.get_close_matches(key, ENGINE_CONFIG_FIELDS, n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            errors[key] = f"unknown setting{hint}"
+            continue
+        field = EngineConfig._meta.get_field(key)
+        try:
+            values[key] = field.clean(text.strip(), None)
+        except ValidationError as exc:
+            message = " ".join(exc.messages)
+            errors[key] = message if text.strip() in message else f"{message} (got {text!r})"
+    return values, errors
+
+
+def set_engine_config(pool_name: str, assignments: Mapping[str, str]) -> EngineConfigChange:
+    """Set several engine settings of a pool at once: all of them or none.
+
+    ``assignments`` maps field names to values as text (``{"daily_loss_pct": "0.04"}``).
+    Values are parsed by ``parse_engine_config_values`` and the merged configuration is checked
+    by ``validate_engine_config``; any problem raises ``EngineConfigError`` with every problem
+    found (a value that does not parse keeps its stored value in the cross-field checks) and
+    nothing is saved. The row is locked (PostgreSQL) while it is read, checked and saved,
+    and the engine reads it at the start of its next cycle.
+    """
+    if not assignments:
+        raise EngineConfigError({"": "no setting given"})
+    pool = _pool(pool_name)
+    values, errors = parse_engine_config_values(assignments)
+    with transaction.atomic():
+        config = EngineConfig.objects.select_for_update().get(pk=get_engine_config(pool).pk)
+        merged = {name: getattr(config, name) for name in ENGINE_CONFIG_FIELDS} | values
+        for name, message in validate_engine_config(merged).items():
+            errors.setdefault(name, message)
+        if errors:
+            raise EngineConfigError(errors)
+        changes = {name: (getattr(config, name), value) for name, value in values.items()}
+        for name, value in values.items():
+            setattr(config, name, value)
+        config.save(update_fields=[*values, "updated_at"])
+    return EngineConfigChange(pool.name, changes)
