@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
@@ -56,6 +57,7 @@ from portfolio.services import (
     to_positions,
 )
 from portfolio.valuation import compute_pool_exposure, compute_total_value, count_declining
+from project.bulk import bulk_insert
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +182,10 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
                 pool=pool, recommendation_id__in=[r["id"] for r in rows], processed=False
             ).values_list("id", "recommendation_id", "skip_reason")
         }
-        cached = cache.get_many(
-            [DEDUPE_KEY.format(pool=pool.pk, recommendation=r["id"]) for r in rows]
+        cached = (
+            cache.get_many([DEDUPE_KEY.format(pool=pool.pk, recommendation=r["id"]) for r in rows])
+            if settings.DEDUPE_CACHE
+            else {}
         )
 
         # The pool as the rules see it, pending entry orders counted as commitments.
@@ -298,7 +302,7 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
                 )
                 exits_pending.add(symbol)
 
-        DecisionRecord.objects.bulk_create(new_records, batch_size=1000)
+        bulk_insert(DecisionRecord, new_records)
         if repeats:
             DecisionRecord.objects.filter(pk__in=[r.pk for r in repeats]).update(
                 last_evaluated_at=now, evaluations=F("evaluations") + 1
@@ -313,7 +317,11 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
         result.order_ids = [o.pk for o in order_rows]
 
         ttl = config.dedupe_ttl_hours * 3600
-        dedupe = {DEDUPE_KEY.format(pool=pool.pk, recommendation=r): 1 for r in processed_ids}
+        dedupe = (
+            {DEDUPE_KEY.format(pool=pool.pk, recommendation=r): 1 for r in processed_ids}
+            if settings.DEDUPE_CACHE
+            else {}
+        )
         order_ids = list(result.order_ids)
         transaction.on_commit(lambda: _after_commit(dedupe, ttl, order_ids, dispatch))
     logger.info(

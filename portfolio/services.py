@@ -52,16 +52,22 @@ class MarketData:
     latest: dict[str, Decimal]
     latest_at: dict[str, datetime]
     index: dict[str, int] = field(init=False)
+    _atr: dict[tuple[str, int], Decimal | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.index = {symbol: i for i, symbol in enumerate(self.symbols)}
 
     def atr(self, symbol: str, period: int) -> Decimal | None:
-        bars = self.bars.get(symbol, [])[-(period * 3) :]
-        if len(bars) < period + 1:
-            return None
-        highs, lows, closes = zip(*bars, strict=True)
-        return average_true_range(highs, lows, closes, period)
+        """Wilder ATR of the entity over its last bars (memoised: one per entity a cycle)."""
+        key = (symbol, period)
+        if key not in self._atr:
+            bars = self.bars.get(symbol, [])[-(period * 3) :]
+            if len(bars) < period + 1:
+                self._atr[key] = None
+            else:
+                highs, lows, closes = zip(*bars, strict=True)
+                self._atr[key] = average_true_range(highs, lows, closes, period)
+        return self._atr[key]
 
 
 def load_market_data(

@@ -93,8 +93,11 @@ if DATABASE_URL and not DATABASE_URL.startswith("sqlite"):
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     sqlite_path = (
-        dj_database_url.parse(DATABASE_URL)["NAME"] if DATABASE_URL else BASE_DIR / "db.sqlite3"
+        dj_database_url.parse(DATABASE_URL)["NAME"]
+        if DATABASE_URL
+        else BASE_DIR / "var" / "engine.sqlite3"
     )
+    Path(sqlite_path).parent.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -127,6 +130,11 @@ else:
             "LOCATION": "engine_cache",
         }
     }
+
+# The source keeps a dedupe key per processed recommendation in Redis (24 h TTL) as a fast
+# path beside the database; with the database cache it would only duplicate the
+# execution_decisions table row by row, so it is used with Redis only.
+DEDUPE_CACHE = bool(REDIS_URL)
 
 # django-q2. `retry` must exceed the longest task, or a task is delivered twice; the orders
 # table is the durable outbox either way (see execution/worker.py).
