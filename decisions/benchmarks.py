@@ -1,0 +1,193 @@
+"""Benchmarks: build their own data, time the real code paths, return figures.
+
+Run through ``manage.py bench``, which creates a throwaway test database so nothing touches
+the configured one. Figures are wall-clock seconds on this machine: they are for comparison
+between runs and against the baseline measured in the same run, not absolute truths.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection, transaction
+
+from decisions.engine import run_decision_cycle
+from decisions.models import DecisionRecord, Recommendation
+from execution.models import PoolRiskConfig
+from portfolio.market_calendar import get_market_calendar
+from portfolio.models import Commitment, EngineConfig, Entity, MarketSnapshot, Pool
+from portfolio.services import create_pool
+
+
+@dataclass(frozen=True)
+class DecisionCycleSpec:
+    recommendations: int = 5000
+    entities: int = 500
+    commitments: int = 200
+    sectors: int = 10
+    sessions: int = 45
+    repeat: int = 3
+    seed: int = 11
+    now: datetime = datetime(2026, 11, 18, 16, 0, tzinfo=UTC)  # a Wednesday, 11:00 ET
+
+
+class QueryCounter:
+    """Counts the queries sent through a connection (``connection.execute_wrapper``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+def _build_market(spec: DecisionCycleSpec, rng: random.Random) -> list[str]:
+    calendar = get_market_calendar(spec.now)
+    last = calendar.previous_session(calendar.current_session(spec.now))
+    days = calendar.last_sessions(last, spec.sessions)
+    symbols = [f"B{i:04d}" for i in range(spec.entities)]
+    Entity.objects.bulk_create(
+        [
+            Entity(symbol=s, name=f"Bench {s}", sector=f"Sector {i % spec.sectors}")
+            for i, s in enumerate(symbols)
+        ]
+    )
+    factors = [[rng.gauss(0, 0.01) for _ in days] for _ in range(spec.sectors)]
+    bars = []
+    for i, symbol in enumerate(symbols):
+        value = 20 + 60 * rng.random()
+        for j, day in enumerate(days):
+            value *= math.exp(factors[i % spec.sectors][j] + rng.gauss(0, 0.015))
+            close = Decimal(str(round(value, 4)))
+            bars.append(
+                MarketSnapshot(
+                    entity_id=symbol,
+                    as_of=calendar.session_close(day),
+                    open=close,
+                    high=close * Decimal("1.01"),
+                    low=close * Decimal("0.99"),
+                    close=close,
+                    volume=10_000,
+                )
+            )
+    MarketSnapshot.objects.bulk_create(bars, batch_size=5000)
+    return symbols
+
+
+def _build_recommendations(spec: DecisionCycleSpec, symbols: list[str], rng: random.Random):
+    Recommendation.objects.bulk_create(
+        [
+            Recommendation(
+                id=f"bench-{i:06d}",
+                entity_id=rng.choice(symbols),
+                action="act" if rng.random() < 0.9 else "defer",
+                mode="simulation_eligible",
+                confidence=Decimal(str(round(rng.uniform(0.45, 0.99), 4))),
+                generated_at=spec.now - timedelta(minutes=rng.randint(1, 110)),
+                thesis="benchmark",
+            )
+            for i in range(spec.recommendations)
+        ],
+        batch_size=2000,
+    )
+
+
+def _build_pool(spec: DecisionCycleSpec, symbols: list[str], index: int) -> Pool:
+    """A pool with limits raised so most candidates reach the sizer."""
+    pool = create_pool(
+        f"bench-{index}",
+        mode="simulation",
+        cash=Decimal("100000000"),
+        tier="aggressive",
+        now=spec.now,
+    )
+    EngineConfig.objects.filter(pool=pool).update(
+        max_recommendations_per_cycle=spec.recommendations,
+        max_active_commitments=spec.recommendations + spec.commitments,
+        absolute_commitment_cap=Decimal("1000000"),
+        declining_commitments_share=Decimal("1"),
+    )
+    PoolRiskConfig.objects.filter(pool=pool).update(max_open_commitments=100_000)
+    held = symbols[: spec.commitments]
+    Commitment.objects.bulk_create(
+        [
+            Commitment(
+                pool=pool,
+                entity_id=symbol,
+                units=Decimal("100"),
+                entry_value=Decimal("40"),
+                entry_cost=Decimal("4000"),
+                risk_tier="aggressive",
+                risk_threshold=Decimal("36"),
+                gain_target=Decimal("45"),
+                opened_at=spec.now - timedelta(days=3),
+            )
+            for symbol in held
+        ]
+    )
+    return pool
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def bench_decision_cycle(spec: DecisionCycleSpec, progress: Callable[[str], None]) -> dict:
+    """Time one decision cycle over ``spec.recommendations`` candidates against the time of
+    bulk-inserting the same number of DecisionRecord rows (with the same traces) alone."""
+    rng = random.Random(spec.seed)
+    progress(f"building {spec.entities} entities × {spec.sessions} sessions of bars")
+    symbols = _build_market(spec, rng)
+    progress(f"building {spec.recommendations} recommendations")
+    _build_recommendations(spec, symbols, rng)
+    cycle_times, insert_times, query_counts, decisions = [], [], [], 0
+    for run in range(spec.repeat):
+        pool = _build_pool(spec, symbols, run)
+        counter = QueryCounter()
+        with connection.execute_wrapper(counter):
+            elapsed, result = _timed(
+                lambda pool=pool: run_decision_cycle(pool.pk, spec.now, dispatch=False)
+            )
+        cycle_times.append(elapsed)
+        query_counts.append(counter.count)
+        decisions = result.new_records
+        progress(
+            f"run {run + 1}: cycle {elapsed:.3f} s, {counter.count} queries, "
+            f"{decisions} decisions {dict(result.outcomes)}"
+        )
+        # Baseline: the same rows, traces included, inserted alone into a fresh pool.
+        twin = _build_pool(spec, symbols, 100 + run)
+        rows = list(DecisionRecord.objects.filter(pool=pool).order_by("id"))
+        for row in rows:
+            row.pk = None
+            row.pool = twin
+        with transaction.atomic():
+            elapsed, _ = _timed(lambda rows=rows: DecisionRecord.objects.bulk_create(rows, 1000))
+        insert_times.append(elapsed)
+        progress(f"run {run + 1}: bulk insert of {len(rows)} records {elapsed:.3f} s")
+    cycle_s = statistics.median(cycle_times)
+    insert_s = statistics.median(insert_times)
+    return {
+        "benchmark": "decision_cycle",
+        "database": connection.vendor,
+        "recommendations": spec.recommendations,
+        "entities": spec.entities,
+        "commitments": spec.commitments,
+        "decisions": decisions,
+        "cycle_s": round(cycle_s, 4),
+        "bulk_insert_s": round(insert_s, 4),
+        "ratio": round(cycle_s / insert_s, 2) if insert_s else None,
+        "queries": statistics.median(query_counts),
+        "runs": spec.repeat,
+        "cycle_runs_s": [round(t, 4) for t in cycle_times],
+    }
