@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config, items):
         return
     if os.environ.get("REQUIRE_POSTGRES"):
         raise pytest.UsageError("REQUIRE_POSTGRES is set but DATABASE_URL is not PostgreSQL")
-    skip = pytest.mark.skip(reason="needs PostgreSQL (row locks, SKIP LOCKED): set DATABASE_URL")
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL (as .ci/run does)")
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)

@@ -1,0 +1,240 @@
+"""Admin of the execution side: orders and their risk evaluations (read-only audit) and the
+per-pool execution limits (editable, validated)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.safestring import SafeString
+
+from execution.models import Order, PoolRiskConfig, RiskEvaluation
+from portfolio.models import AdapterKind
+from project.admin_tools import (
+    ExactSearchMixin,
+    LargeTableAdminMixin,
+    ReadOnlyAuditAdmin,
+    ReadOnlyTabularInline,
+    admin_link,
+    format_eastern,
+    plain,
+    pretty_json,
+    render_checks,
+)
+
+
+class BrokerFilter(admin.SimpleListFilter):
+    """Filter on the broker from the known adapters: the default filter of a free-text field
+    would run ``SELECT DISTINCT broker`` over the whole orders table to draw itself."""
+
+    title = "broker"
+    parameter_name = "broker"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return list(AdapterKind.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(broker=value) if value else queryset
+
+
+class RiskEvaluationInline(ReadOnlyTabularInline):
+    """The order's risk evaluations, each with its checks as a small table."""
+
+    model = RiskEvaluation
+    fields = ("evaluated_at", "passed", "reasons_text", "checks_table")
+    readonly_fields = fields
+    ordering = ("id",)
+
+    @admin.display(description="reasons")
+    def reasons_text(self, obj: RiskEvaluation) -> str:
+        return plain(obj.reasons)
+
+    @admin.display(description="checks")
+    def checks_table(self, obj: RiskEvaluation) -> SafeString:
+        return render_checks(obj.checks)
+
+
+@admin.register(Order)
+class OrderAdmin(LargeTableAdminMixin, ExactSearchMixin, ReadOnlyAuditAdmin):
+    """Execution requests, from the decision that created them to the broker's answer."""
+
+    list_display = (
+        "created_at",
+        "pool",
+        "entity",
+        "side",
+        "quantity",
+        "status",
+        "reason",
+        "fill_value",
+        "filled_at",
+        "broker",
+    )
+    list_filter = ("status", "side", "reason", "pool", BrokerFilter, "created_at")
+    list_select_related = ("pool", "entity")
+    exact_search_fields = ("idempotency_key", "broker_order_id")
+    upper_search_fields = ("entity_id",)
+    search_help_text = "Exact entity symbol, idempotency key or broker order id"
+    ordering = ("-id",)
+    inlines = (RiskEvaluationInline,)
+    fieldsets = (
+        (
+            "Order",
+            {
+                "fields": (
+                    "created_at_eastern",
+                    "pool",
+                    "entity",
+                    "action",
+                    "side",
+                    "reason",
+                    "quantity",
+                    "estimated_value",
+                    "notional",
+                    "status",
+                    "status_reason",
+                    "attempts",
+                )
+            },
+        ),
+        (
+            "Audit trail",
+            {"fields": ("decision_link", "recommendation_link", "commitment_link")},
+        ),
+        (
+            "Broker",
+            {
+                "fields": (
+                    "broker",
+                    "idempotency_key",
+                    "broker_order_id",
+                    "submitted_at",
+                    "filled_quantity",
+                    "fill_value",
+                    "filled_at",
+                    "realized_gain",
+                    "updated_at",
+                )
+            },
+        ),
+        ("Request sent", {"fields": ("request_json",)}),
+        ("Response received", {"fields": ("response_json",)}),
+    )
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
+
+    @admin.display(description="created at (New York)", ordering="created_at")
+    def created_at_eastern(self, obj: Order) -> str:
+        return format_eastern(obj.created_at)
+
+    @admin.display(description="notional (quantity × estimated value)")
+    def notional(self, obj: Order) -> Decimal:
+        return obj.notional
+
+    @admin.display(description="decision")
+    def decision_link(self, obj: Order) -> str:
+        return admin_link(obj.decision)
+
+    @admin.display(description="recommendation")
+    def recommendation_link(self, obj: Order) -> str:
+        return admin_link(obj.recommendation)
+
+    @admin.display(description="commitment")
+    def commitment_link(self, obj: Order) -> str:
+        return admin_link(obj.commitment)
+
+    @admin.display(description="request payload")
+    def request_json(self, obj: Order) -> SafeString:
+        return pretty_json(obj.request_payload)
+
+    @admin.display(description="response payload")
+    def response_json(self, obj: Order) -> SafeString:
+        return pretty_json(obj.response_payload)
+
+
+@admin.register(RiskEvaluation)
+class RiskEvaluationAdmin(LargeTableAdminMixin, ReadOnlyAuditAdmin):
+    """The execution service's risk evaluation of each order, stored whatever its outcome."""
+
+    list_display = ("evaluated_at", "order_link", "pool", "passed", "reasons_text")
+    list_filter = ("passed", "pool", "evaluated_at")
+    list_select_related = ("pool", "order")
+    ordering = ("-id",)
+    fields = ("evaluated_at", "order_link", "pool", "passed", "reasons_text", "checks_table")
+    readonly_fields = fields
+
+    @admin.display(description="order")
+    def order_link(self, obj: RiskEvaluation) -> str:
+        return admin_link(obj.order)
+
+    @admin.display(description="reasons")
+    def reasons_text(self, obj: RiskEvaluation) -> str:
+        return plain(obj.reasons)
+
+    @admin.display(description="checks")
+    def checks_table(self, obj: RiskEvaluation) -> SafeString:
+        return render_checks(obj.checks)
+
+
+class PoolRiskConfigForm(forms.ModelForm):
+    """Execution limits: fractions in (0, 1], a positive notional, at least one commitment
+    and one order per minute."""
+
+    FRACTIONS = ("max_sector_pct", "max_daily_loss_pct")
+
+    class Meta:
+        model = PoolRiskConfig
+        fields = (
+            "pool",
+            "max_open_commitments",
+            "max_sector_pct",
+            "max_daily_loss_pct",
+            "max_order_notional",
+            "max_orders_per_minute",
+        )
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        for name in self.FRACTIONS:
+            value = cleaned.get(name)
+            if value is not None and not (0 < value <= 1):
+                self.add_error(name, "A fraction in (0, 1]: 0.05 means 5 %.")
+        notional = cleaned.get("max_order_notional")
+        if notional is not None and notional <= 0:
+            self.add_error("max_order_notional", "Must be more than 0.")
+        for name in ("max_open_commitments", "max_orders_per_minute"):
+            value = cleaned.get(name)
+            if value is not None and value < 1:
+                self.add_error(name, "Must be at least 1.")
+        return cleaned
+
+
+@admin.register(PoolRiskConfig)
+class PoolRiskConfigAdmin(admin.ModelAdmin):
+    """The execution service's own limits per pool, a second line behind the engine."""
+
+    form = PoolRiskConfigForm
+    list_display = (
+        "pool",
+        "max_open_commitments",
+        "max_sector_pct",
+        "max_daily_loss_pct",
+        "max_order_notional",
+        "max_orders_per_minute",
+        "updated_at",
+    )
+    list_select_related = ("pool",)
+    list_per_page = 50
+
+    def get_readonly_fields(self, request: HttpRequest, obj: PoolRiskConfig | None = None):
+        # A configuration belongs to its pool for life.
+        return ("pool", "updated_at") if obj is not None else ("updated_at",)
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: PoolRiskConfig | None = None
+    ) -> bool:
+        # Created with the pool; deleting it would leave the worker without limits.
+        return False

@@ -1,0 +1,722 @@
+"""Admin of pools, entities, market data, commitments, the pool-level audit tables and the
+configuration (engine settings, risk tiers).
+
+Audit tables are read-only. Configuration is editable and validated by the same rules the
+commands use (``portfolio.config.validate_engine_config``). A pool's cash, reserve balance and
+risk tier are read-only here: they move only through the engine and the operator commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from execution.models import Order
+from portfolio.config import ENGINE_CONFIG_FIELDS, validate_engine_config
+from portfolio.models import (
+    CircuitBreakerEvent,
+    Commitment,
+    EngineConfig,
+    Entity,
+    MarketSnapshot,
+    PerformanceReport,
+    Pool,
+    PoolSnapshot,
+    ReserveLedgerEntry,
+    RiskTierConfig,
+    RiskTierHistory,
+)
+from portfolio.services import (
+    create_pool,
+    load_breaker_state,
+    load_market_data,
+    open_commitment_rows,
+    to_positions,
+)
+from portfolio.valuation import (
+    compute_active_pool,
+    compute_pool_exposure,
+    compute_total_value,
+)
+from project.admin_tools import (
+    ExactSearchMixin,
+    LargeTableAdminMixin,
+    ReadOnlyAuditAdmin,
+    admin_link,
+    changelist_link,
+    format_eastern,
+    format_fraction,
+    format_money,
+    key_value_table,
+    pretty_json,
+)
+
+logger = logging.getLogger(__name__)
+
+ZERO = Decimal("0")
+
+
+# --- pool state -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """A pool's current state as the admin shows it. Money in currency; ``exposure_cap`` is
+    the tier's ``max_portfolio_heat`` (a fraction) × the active pool, None when the tier row
+    is missing."""
+
+    risk_tier: str
+    halted: bool
+    halt_reason: str
+    cash: Decimal
+    reserve_balance: Decimal
+    total_value: Decimal
+    active_pool: Decimal
+    pool_exposure: Decimal
+    max_portfolio_heat: Decimal | None
+    exposure_cap: Decimal | None
+    breakers: tuple[str, ...]
+    breakers_until: datetime | None
+    entity_cooldowns: tuple[tuple[str, datetime], ...]
+    open_commitments: int
+    unvalued_commitments: tuple[str, ...]
+
+
+def load_pool_state(pool: Pool, now: datetime) -> PoolState:
+    """Value a pool as of ``now`` with the engine's own loaders and valuation rules.
+
+    Queries: the open commitments, their bars (skipped when there are none), the tier row and
+    the breakers: four at most. A commitment without a current value is valued at its entry
+    value (as the engine does) and listed in ``unvalued_commitments``.
+    """
+    rows = open_commitment_rows(pool)
+    symbols = {row[1] for row in rows}
+    latest = load_market_data(symbols, now, 2).latest if symbols else {}
+    positions = to_positions(rows, latest)
+    total_value = compute_total_value(pool.cash, positions)
+    active_pool = compute_active_pool(total_value, pool.reserve_balance)
+    heat = (
+        RiskTierConfig.objects.filter(name=pool.risk_tier)
+        .values_list("max_portfolio_heat", flat=True)
+        .first()
+    )
+    breakers = load_breaker_state(pool, now)
+    return PoolState(
+        risk_tier=pool.get_risk_tier_display(),
+        halted=pool.halted,
+        halt_reason=pool.halt_reason,
+        cash=pool.cash,
+        reserve_balance=pool.reserve_balance,
+        total_value=total_value,
+        active_pool=active_pool,
+        pool_exposure=compute_pool_exposure(positions),
+        max_portfolio_heat=heat,
+        exposure_cap=heat * active_pool if heat is not None else None,
+        breakers=breakers.pool_wide,
+        breakers_until=breakers.until,
+        entity_cooldowns=tuple(sorted(breakers.entity_cooldowns.items())),
+        open_commitments=len(rows),
+        unvalued_commitments=tuple(sorted(p.symbol for p in positions if p.current_value is None)),
+    )
+
+
+def render_pool_state(state: PoolState) -> SafeString:
+    """The state panel at the top of the pool's change page."""
+    if state.exposure_cap is not None and state.exposure_cap > 0:
+        exposure = (
+            f"{format_money(state.pool_exposure)} of {format_money(state.exposure_cap)} "
+            f"({format_fraction(state.pool_exposure / state.exposure_cap)} of the cap: "
+            f"{format_fraction(state.max_portfolio_heat)} of the active pool)"
+        )
+    else:
+        exposure = f"{format_money(state.pool_exposure)} (no cap: tier row missing or no pool)"
+    breakers = (
+        f"{', '.join(state.breakers)} until {format_eastern(state.breakers_until)}"
+        if state.breakers
+        else "none"
+    )
+    cooldowns = (
+        ", ".join(
+            f"{symbol} until {format_eastern(until)}" for symbol, until in state.entity_cooldowns
+        )
+        or "none"
+    )
+    halted = f"yes: {state.halt_reason}" if state.halted and state.halt_reason else state.halted
+    items: list[tuple[str, Any]] = [
+        ("Risk tier", state.risk_tier),
+        ("Halted", halted),
+        ("Cash (reserve included)", format_money(state.cash)),
+        ("Reserve balance", format_money(state.reserve_balance)),
+        ("Total pool value", format_money(state.total_value)),
+        ("Active pool", format_money(state.active_pool)),
+        ("Pool exposure", exposure),
+        ("Active circuit breakers", breakers),
+        ("Entity cooldowns", cooldowns),
+        ("Open commitments", state.open_commitments),
+    ]
+    if state.unvalued_commitments:
+        items.append(
+            (
+                "Valued at entry (no current value)",
+                ", ".join(state.unvalued_commitments),
+            )
+        )
+    return key_value_table(items)
+
+
+# --- pools ------------------------------------------------------------------------------------
+
+
+class PoolAddForm(forms.ModelForm):
+    """A new pool: its starting cash and tier are set once here; afterwards they move only
+    through the engine and the operator commands."""
+
+    class Meta:
+        model = Pool
+        fields = ("name", "mode", "adapter", "cash", "risk_tier", "halted", "halt_reason")
+
+
+@admin.register(Pool)
+class PoolAdmin(admin.ModelAdmin):
+    """Pools: name, mode, adapter and the manual halt are editable; money and tier are not."""
+
+    list_display = (
+        "name",
+        "mode",
+        "adapter",
+        "risk_tier",
+        "halted",
+        "cash",
+        "reserve_balance",
+        "updated_at",
+    )
+    list_filter = ("mode", "adapter", "risk_tier", "halted")
+    search_fields = ("name",)
+    list_per_page = 50
+    add_fieldsets = (
+        (None, {"fields": ("name", "mode", "adapter", "cash", "risk_tier")}),
+        ("Manual halt", {"fields": ("halted", "halt_reason")}),
+    )
+    fieldsets = (
+        ("Current state", {"fields": ("current_state",)}),
+        (None, {"fields": ("name", "mode", "adapter")}),
+        ("Manual halt", {"fields": ("halted", "halt_reason")}),
+        (
+            "Moved only by the engine and the operator commands",
+            {"fields": ("cash", "reserve_balance", "risk_tier", "created_at", "updated_at")},
+        ),
+        ("Related", {"fields": ("related_links",)}),
+    )
+    change_readonly_fields = (
+        "current_state",
+        "cash",
+        "reserve_balance",
+        "risk_tier",
+        "created_at",
+        "updated_at",
+        "related_links",
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Pool | None = None) -> Any:
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Pool | None = None) -> Any:
+        return () if obj is None else self.change_readonly_fields
+
+    def get_form(self, request: HttpRequest, obj: Pool | None = None, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = PoolAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Pool, form: Any, change: bool) -> None:
+        """A new pool goes through ``create_pool``, which also creates its engine and risk
+        configuration and its first tier history row."""
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = create_pool(
+            obj.name,
+            mode=obj.mode,
+            cash=obj.cash,
+            tier=obj.risk_tier,
+            adapter=obj.adapter,
+            now=timezone.now(),
+            actor=request.user.get_username(),
+        )
+        if obj.halted or obj.halt_reason:
+            Pool.objects.filter(pk=created.pk).update(
+                halted=obj.halted, halt_reason=obj.halt_reason
+            )
+        obj.pk = created.pk
+        obj.created_at = created.created_at
+        obj.updated_at = created.updated_at
+        obj._state.adding = False
+        obj._state.db = created._state.db
+
+    def has_delete_permission(self, request: HttpRequest, obj: Pool | None = None) -> bool:
+        # Deleting a pool would cascade into its snapshots, tier history and breaker events.
+        return False
+
+    @admin.display(description="state now")
+    def current_state(self, obj: Pool) -> SafeString:
+        """The pool valued now; see ``load_pool_state`` for the queries."""
+        try:
+            state = load_pool_state(obj, timezone.now())
+        except Exception:  # the page must open even when valuation cannot run
+            logger.exception("admin: could not value pool %s", obj.pk)
+            return format_html("<p>{}</p>", "The current state could not be computed (see logs)")
+        return render_pool_state(state)
+
+    @admin.display(description="audit trail")
+    def related_links(self, obj: Pool) -> SafeString:
+        from decisions.models import DecisionRecord
+
+        links = [
+            changelist_link(DecisionRecord, {"pool__id__exact": obj.pk}, "decisions"),
+            changelist_link(Order, {"pool__id__exact": obj.pk}, "orders"),
+            changelist_link(Commitment, {"pool__id__exact": obj.pk}, "commitments"),
+            changelist_link(PoolSnapshot, {"pool__id__exact": obj.pk}, "snapshots"),
+            changelist_link(ReserveLedgerEntry, {"pool__id__exact": obj.pk}, "reserve ledger"),
+            changelist_link(RiskTierHistory, {"pool__id__exact": obj.pk}, "tier history"),
+            changelist_link(CircuitBreakerEvent, {"pool__id__exact": obj.pk}, "breaker events"),
+        ]
+        engine = EngineConfig.objects.filter(pool=obj).first()
+        if engine is not None:
+            links.append(admin_link(engine, "engine configuration"))
+        return format_html(" · ".join(["{}"] * len(links)), *links)
+
+
+# --- entities and market data -----------------------------------------------------------------
+
+
+@admin.register(Entity)
+class EntityAdmin(admin.ModelAdmin):
+    """Tradable instruments and their sectors."""
+
+    list_display = ("symbol", "name", "sector", "created_at")
+    list_filter = ("sector",)
+    search_fields = ("symbol", "name")
+    list_per_page = 50
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Entity | None = None) -> Any:
+        # The symbol is the primary key every audit row points to.
+        return ("symbol", "created_at") if obj is not None else ("created_at",)
+
+
+@admin.register(PerformanceReport)
+class PerformanceReportAdmin(admin.ModelAdmin):
+    """Scheduled performance report (earnings) dates."""
+
+    list_display = ("entity", "report_date", "created_at")
+    date_hierarchy = "report_date"  # report_date_idx
+    search_fields = ("entity__symbol",)
+    autocomplete_fields = ("entity",)
+    ordering = ("-report_date",)
+    list_per_page = 50
+
+
+@admin.register(MarketSnapshot)
+class MarketSnapshotAdmin(LargeTableAdminMixin, ExactSearchMixin, ReadOnlyAuditAdmin):
+    """Bars and data points, newest first (``snapshot_as_of_idx``)."""
+
+    list_display = ("entity", "as_of", "open", "high", "low", "close", "volume")
+    list_filter = ("as_of",)
+    upper_search_fields = ("entity_id",)
+    search_help_text = "Exact entity symbol"
+    ordering = ("-as_of",)
+
+
+# --- commitments and the pool audit tables ----------------------------------------------------
+
+
+@admin.register(Commitment)
+class CommitmentAdmin(ExactSearchMixin, ReadOnlyAuditAdmin):
+    """Open and closed commitments (positions)."""
+
+    list_display = (
+        "pool",
+        "entity",
+        "status",
+        "units",
+        "entry_value",
+        "risk_threshold",
+        "gain_target",
+        "realized_gain",
+        "opened_at",
+        "closed_at",
+        "close_reason",
+    )
+    list_filter = ("status", "pool", "close_reason", "risk_tier")
+    list_select_related = ("pool", "entity")
+    upper_search_fields = ("entity_id",)
+    search_help_text = "Exact entity symbol"
+    ordering = ("-opened_at", "-id")
+    fieldsets = (
+        (
+            "Commitment",
+            {
+                "fields": (
+                    "pool",
+                    "entity",
+                    "status",
+                    "units",
+                    "entry_value",
+                    "entry_cost",
+                    "risk_tier",
+                    "opened_at",
+                    "orders_link",
+                )
+            },
+        ),
+        (
+            "Risk levels",
+            {
+                "fields": (
+                    "atr_at_entry",
+                    "atr",
+                    "risk_threshold",
+                    "gain_target",
+                    "highest_value",
+                    "trailing_active",
+                )
+            },
+        ),
+        (
+            "Close",
+            {
+                "fields": (
+                    "closed_at",
+                    "exit_value",
+                    "realized_gain",
+                    "close_reason",
+                    "siphoned",
+                    "updated_at",
+                )
+            },
+        ),
+    )
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
+
+    @admin.display(description="orders")
+    def orders_link(self, obj: Commitment) -> str:
+        return changelist_link(Order, {"commitment__id__exact": obj.pk}, "orders")
+
+
+@admin.register(PoolSnapshot)
+class PoolSnapshotAdmin(ReadOnlyAuditAdmin):
+    """Daily pool-wide performance metrics."""
+
+    list_display = (
+        "pool",
+        "session",
+        "total_value",
+        "active_pool",
+        "reserve_balance",
+        "daily_gain",
+        "success_rate",
+        "peak_to_trough",
+        "pool_exposure",
+        "open_commitments",
+        "risk_tier",
+    )
+    list_filter = ("pool", "risk_tier")
+    list_select_related = ("pool",)
+    ordering = ("-session", "-id")
+
+
+@admin.register(ReserveLedgerEntry)
+class ReserveLedgerEntryAdmin(ReadOnlyAuditAdmin):
+    """Append-only movements of the reserve pool."""
+
+    list_display = (
+        "created_at",
+        "pool",
+        "trigger",
+        "amount",
+        "balance_after",
+        "entity",
+        "commitment_link",
+        "note",
+    )
+    list_filter = ("pool", "trigger")
+    list_select_related = ("pool", "entity", "commitment")
+    ordering = ("-created_at", "-id")
+    fields = (
+        "created_at",
+        "pool",
+        "trigger",
+        "amount",
+        "balance_after",
+        "entity",
+        "commitment_link",
+        "note",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="commitment")
+    def commitment_link(self, obj: ReserveLedgerEntry) -> str:
+        return admin_link(obj.commitment)
+
+
+@admin.register(RiskTierHistory)
+class RiskTierHistoryAdmin(ReadOnlyAuditAdmin):
+    """Every change of a pool's risk tier, with the metrics or reason behind it."""
+
+    list_display = ("changed_at", "pool", "previous_tier", "new_tier", "trigger", "actor", "reason")
+    list_filter = ("pool", "trigger", "new_tier")
+    list_select_related = ("pool",)
+    ordering = ("-changed_at", "-id")
+    fields = (
+        "changed_at",
+        "pool",
+        "previous_tier",
+        "new_tier",
+        "trigger",
+        "actor",
+        "reason",
+        "metrics_json",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="metrics")
+    def metrics_json(self, obj: RiskTierHistory) -> SafeString:
+        return pretty_json(obj.metrics)
+
+
+@admin.register(CircuitBreakerEvent)
+class CircuitBreakerEventAdmin(ReadOnlyAuditAdmin):
+    """Circuit breaker triggers and their clearing."""
+
+    list_display = (
+        "triggered_at",
+        "pool",
+        "trigger_type",
+        "entity",
+        "expires_at",
+        "in_force",
+        "cleared_at",
+        "cleared_by",
+    )
+    list_filter = ("pool", "trigger_type")
+    list_select_related = ("pool", "entity")
+    ordering = ("-triggered_at", "-id")
+    fields = (
+        "pool",
+        "trigger_type",
+        "entity",
+        "triggered_at",
+        "expires_at",
+        "in_force",
+        "cleared_at",
+        "cleared_by",
+        "clear_reason",
+        "figures_json",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="in force now", boolean=True)
+    def in_force(self, obj: CircuitBreakerEvent) -> bool:
+        now = timezone.now()
+        return obj.cleared_at is None and obj.triggered_at <= now < obj.expires_at
+
+    @admin.display(description="figures")
+    def figures_json(self, obj: CircuitBreakerEvent) -> SafeString:
+        return pretty_json(obj.figures)
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+#: The engine settings grouped by the source's sections.
+ENGINE_CONFIG_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "Decision loop",
+        (
+            "polling_interval_seconds",
+            "recommendation_max_age_minutes",
+            "max_recommendations_per_cycle",
+            "max_active_commitments",
+            "declining_commitments_share",
+            "declining_loss_pct",
+            "dedupe_ttl_hours",
+        ),
+    ),
+    (
+        "Commitment sizing",
+        (
+            "absolute_commitment_cap",
+            "correlation_reduce_threshold",
+            "correlation_reject_threshold",
+            "correlation_lookback_sessions",
+            "diversification_bonus",
+            "diversification_min_sectors",
+            "report_reject_sessions",
+            "report_reduce_sessions",
+            "report_reduce_factor",
+        ),
+    ),
+    (
+        "Circuit breaker",
+        (
+            "daily_loss_pct",
+            "single_position_loss_pct",
+            "stop_loss_hits_threshold",
+            "stop_loss_window_minutes",
+            "volatility_pause_hours",
+            "ticker_cooldown_hours",
+        ),
+    ),
+    ("Reserve pool", ("siphon_pct", "high_water_pct", "emergency_drawdown_pct")),
+    (
+        "Risk thresholds",
+        ("atr_period", "atr_change_pct", "trailing_activation_pct", "heat_tighten_pct"),
+    ),
+    (
+        "Risk tier controller",
+        (
+            "tier_downgrade_success_rate",
+            "tier_downgrade_drawdown",
+            "tier_upgrade_success_rate",
+            "tier_upgrade_reserve_pct",
+            "tier_upgrade_max_drawdown",
+            "success_rate_lookback_days",
+        ),
+    ),
+    ("Paper broker", ("paper_slippage_bps",)),
+)
+
+
+class EngineConfigForm(forms.ModelForm):
+    """Engine settings, checked by ``validate_engine_config`` (fractions in (0, 1], lower
+    below upper thresholds, positive periods); each problem is shown on its field."""
+
+    class Meta:
+        model = EngineConfig
+        fields = ("pool", *ENGINE_CONFIG_FIELDS)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        # The full configuration: the form's values, the stored ones for any field the form
+        # does not show; a field that already failed is None and the validator skips it.
+        values = {
+            name: cleaned.get(name) if name in self.fields else getattr(self.instance, name)
+            for name in ENGINE_CONFIG_FIELDS
+        }
+        for name, message in validate_engine_config(values).items():
+            if name in self.fields:
+                if name not in self.errors:
+                    self.add_error(name, message)
+            else:
+                self.add_error(None, f"{name}: {message}" if name else message)
+        return cleaned
+
+
+@admin.register(EngineConfig)
+class EngineConfigAdmin(admin.ModelAdmin):
+    """Per-pool engine settings, read by the engine at the start of each cycle."""
+
+    form = EngineConfigForm
+    list_display = (
+        "pool",
+        "max_active_commitments",
+        "absolute_commitment_cap",
+        "daily_loss_pct",
+        "siphon_pct",
+        "updated_at",
+    )
+    list_select_related = ("pool",)
+    list_per_page = 50
+    fieldsets = (
+        (None, {"fields": ("pool", "updated_at")}),
+        *((title, {"fields": fields}) for title, fields in ENGINE_CONFIG_SECTIONS),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: EngineConfig | None = None) -> Any:
+        # A configuration belongs to its pool for life.
+        return ("pool", "updated_at") if obj is not None else ("updated_at",)
+
+    def has_delete_permission(self, request: HttpRequest, obj: EngineConfig | None = None) -> bool:
+        # Created with the pool; a deleted one would silently come back with the defaults.
+        return False
+
+
+class RiskTierConfigForm(forms.ModelForm):
+    """A risk tier: fractions (of the active pool, or a confidence) in (0, 1], multipliers
+    above 0."""
+
+    FRACTIONS = ("min_confidence", "max_position_pct", "max_sector_pct", "max_portfolio_heat")
+    MULTIPLIERS = ("stop_loss_atr_multiplier", "reward_risk_ratio")
+
+    class Meta:
+        model = RiskTierConfig
+        fields = (
+            "min_confidence",
+            "max_position_pct",
+            "stop_loss_atr_multiplier",
+            "reward_risk_ratio",
+            "max_sector_pct",
+            "max_portfolio_heat",
+        )
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        for name in self.FRACTIONS:
+            value = cleaned.get(name)
+            if value is not None and not (ZERO < value <= 1):
+                self.add_error(name, "A fraction in (0, 1]: 0.05 means 5 %.")
+        for name in self.MULTIPLIERS:
+            value = cleaned.get(name)
+            if value is not None and value <= 0:
+                self.add_error(name, "A multiplier above 0.")
+        return cleaned
+
+
+@admin.register(RiskTierConfig)
+class RiskTierConfigAdmin(admin.ModelAdmin):
+    """The three risk tiers of the source's table; their values are editable, the set is not."""
+
+    form = RiskTierConfigForm
+    list_display = (
+        "name",
+        "level",
+        "min_confidence",
+        "max_position_pct",
+        "stop_loss_atr_multiplier",
+        "reward_risk_ratio",
+        "max_sector_pct",
+        "max_portfolio_heat",
+        "updated_at",
+    )
+    readonly_fields = ("name", "level", "updated_at")
+    fields = (
+        "name",
+        "level",
+        "min_confidence",
+        "max_position_pct",
+        "stop_loss_atr_multiplier",
+        "reward_risk_ratio",
+        "max_sector_pct",
+        "max_portfolio_heat",
+        "updated_at",
+    )
+    ordering = ("level",)
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Exactly the source's three tiers exist (migration 0002); the controller steps
+        # through them by level.
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: RiskTierConfig | None = None
+    ) -> bool:
+        return False
