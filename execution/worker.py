@@ -354,3 +354,78 @@ def queued_order_ids(pool: Pool | None = None) -> list[int]:
 def drain_queued_orders(pool: Pool, now: datetime) -> list[ProcessResult]:
     """Process every queued order of the pool in this process (``run_engine --once``)."""
     return [process_order(order_id, now) for order_id in queued_order_ids(pool)]
+
+
+#: An order left ``submitting`` longer than this is treated as unknown: its worker died
+#: between sending it and storing the answer.
+STALE_SUBMITTING = timedelta(minutes=2)
+
+
+def reconcile_order(
+    order_id: int, now: datetime | None = None, adapter: ExecutionAdapter | None = None
+) -> ProcessResult:
+    """Settle an order whose outcome is unknown by looking it up by its client order id.
+
+    Found at the broker: its answer is stored as if it had come back from the submit (a fill
+    books the commitment once). Not found ``STALE_SUBMITTING`` after it was sent: the broker
+    never received it, so it goes back to ``queued`` and will be submitted under the same
+    client order id, which the broker refuses to execute twice. Otherwise it stays as it is.
+    """
+    now = now or timezone.now()
+    order = Order.objects.select_related("pool").get(pk=order_id)
+    stale = order.submitted_at is None or order.submitted_at <= now - STALE_SUBMITTING
+    if order.status not in (OrderStatus.UNKNOWN, OrderStatus.ACCEPTED) and not (
+        order.status == OrderStatus.SUBMITTING and stale
+    ):
+        return ProcessResult(order_id, order.status, "nothing to reconcile")
+    adapter = adapter or build_adapter(order.pool, now)
+    response = adapter.lookup(order.idempotency_key)
+    if response.status == ResponseStatus.NOT_FOUND:
+        if order.status == OrderStatus.ACCEPTED:
+            # The broker acknowledged it once; "not found" now is itself ambiguous.
+            return ProcessResult(order_id, order.status, "accepted order not found at broker")
+        if not stale:
+            # A request that timed out may still be on its way: give it time to land.
+            return ProcessResult(order_id, order.status, "not found at broker yet")
+        updated = Order.objects.filter(pk=order_id, status=order.status).update(
+            status=OrderStatus.QUEUED, status_reason="not found at broker: queued again"
+        )
+        return ProcessResult(
+            order_id, OrderStatus.QUEUED if updated else order.status, "not found at broker"
+        )
+    if response.status == ResponseStatus.UNKNOWN or (
+        response.status == ResponseStatus.ACCEPTED and order.status == OrderStatus.ACCEPTED
+    ):
+        return ProcessResult(order_id, order.status, f"still {response.reason or 'open'}")
+    return record_response(order_id, response, now, expected=order.status)
+
+
+def orders_to_reconcile(now: datetime) -> list[int]:
+    """Unknown and accepted orders, and orders stuck in ``submitting``."""
+    return list(
+        Order.objects.filter(status__in=(OrderStatus.UNKNOWN, OrderStatus.ACCEPTED))
+        .union(
+            Order.objects.filter(
+                status=OrderStatus.SUBMITTING, submitted_at__lte=now - STALE_SUBMITTING
+            )
+        )
+        .values_list("id", flat=True)
+    )
+
+
+def sweep_queued_orders(older_than: timedelta, now: datetime | None = None) -> list[int]:
+    """Hand out again the orders left ``queued`` longer than ``older_than``.
+
+    The task queue may lose a task (a Redis broker has no delivery receipts); the ``orders``
+    table does not. Handing an order out twice is harmless: only one worker can claim it.
+    """
+    from execution.dispatch import enqueue_orders
+
+    now = now or timezone.now()
+    ids = list(
+        Order.objects.filter(status=OrderStatus.QUEUED, created_at__lte=now - older_than)
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)
+    )
+    enqueue_orders(ids)
+    return ids
