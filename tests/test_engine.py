@@ -296,3 +296,21 @@ def test_orders_are_handed_to_the_worker_only_after_commit(
         run_decision_cycle(pool.pk, session_now, dispatch=True)
     assert len(callbacks) == 1
     assert Order.objects.get().status == "queued"
+
+
+@pytest.mark.parametrize(
+    ("now", "reason"),
+    [
+        (datetime(2026, 11, 27, 17, 59, tzinfo=UTC), ""),  # early close day, 12:59 ET
+        (datetime(2026, 11, 27, 18, 0, tzinfo=UTC), "outside_execution_window"),  # 13:00 ET
+        (datetime(2026, 11, 21, 16, 0, tzinfo=UTC), "outside_execution_window"),  # Saturday
+        (datetime(2026, 11, 26, 16, 0, tzinfo=UTC), "outside_execution_window"),  # Thanksgiving
+        (datetime(2026, 11, 24, 14, 29, tzinfo=UTC), "outside_execution_window"),  # 09:29 ET
+        (datetime(2026, 11, 24, 14, 30, tzinfo=UTC), ""),  # 09:30 ET
+    ],
+)
+def test_execution_window_follows_the_exchange_calendar(pool, now, reason):
+    (symbol,) = _universe(now, 1)
+    rec = factories.make_recommendation(symbol, now)
+    run_decision_cycle(pool.pk, now, dispatch=False)
+    assert _decision(rec).skip_reason == reason

@@ -1,0 +1,108 @@
+"""run_engine, demo, bench and the settings' start-up checks."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from decisions.benchmarks import DecisionCycleSpec, bench_decision_cycle
+from decisions.demo import run_demo
+from decisions.models import DecisionRecord
+from execution.models import Order
+from tests import factories
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_run_engine_once_on_simulated_time(pool, session_now):
+    factories.add_bars("RUN1", session_now)
+    factories.make_recommendation("RUN1", session_now)
+    out = io.StringIO()
+
+    call_command("run_engine", pool=pool.name, once=True, now=session_now.isoformat(), stdout=out)
+
+    assert "outcomes: act 1" in out.getvalue() and "orders: filled 1" in out.getvalue()
+    assert Order.objects.get().status == "filled"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"pool": "nope", "once": True}, "No pool named 'nope'"),
+        ({"once": True, "now": "yesterday"}, "not an ISO-8601 timestamp"),
+        ({"once": True, "now": "2026-11-18T11:00:00"}, "has no UTC offset"),
+        ({"now": "2026-11-18T11:00:00+00:00"}, "--now needs --once"),
+    ],
+)
+def test_run_engine_refuses_bad_arguments(pool, options, message):
+    options = {"pool": pool.name, **options}
+    with pytest.raises(CommandError, match=message):
+        call_command("run_engine", **options)
+    assert not DecisionRecord.objects.exists()
+
+
+def test_demo_runs_end_to_end_on_a_few_sessions(db, tmp_path):
+    now = datetime(2026, 11, 18, 23, 0, tzinfo=UTC)
+    lines: list[str] = []
+
+    summary = run_demo(tmp_path, now=now, sessions=3, progress=lines.append)
+
+    assert len(summary.sessions) == 3 and summary.sessions[-1].isoformat() == "2026-11-18"
+    assert summary.recommendations_seen > 0
+    assert sum(summary.decisions.values()) == DecisionRecord.objects.count()
+    assert summary.orders == {
+        status: Order.objects.filter(status=status).count() for status in summary.orders
+    }
+    assert summary.total_value > 0 and summary.active_pool == summary.total_value
+    assert any(" 3/3] 2026-11-18" in line for line in lines)
+
+
+def test_demo_command_refuses_to_run_twice(db, tmp_path):
+    factories.make_pool(now=datetime(2026, 11, 18, 16, tzinfo=UTC), name="demo")
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("demo", data_dir=str(tmp_path))
+
+
+def test_bench_reports_figures_from_a_real_cycle(db):
+    spec = DecisionCycleSpec(recommendations=60, entities=20, commitments=5, repeat=1)
+    lines: list[str] = []
+
+    figures = bench_decision_cycle(spec, lines.append)
+
+    assert figures["decisions"] == 60
+    assert figures["cycle_s"] > 0 and figures["bulk_insert_s"] > 0
+    assert figures["queries"] < 20
+    assert DecisionRecord.objects.count() == 120  # the cycle's rows and the baseline's copy
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DEBUG", "maybe", "DEBUG='maybe' is not a boolean"),
+        ("Q_WORKERS", "two", "Q_WORKERS='two' is not an integer"),
+        ("Q_WORKERS", "0", "Q_WORKERS='0' must be at least 1"),
+        ("DATABASE_URL", "mysql://root:secret@db/engine", "DATABASE_URL must be a URL"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL must be a URL"),
+    ],
+)
+def test_bad_environment_stops_start_up_naming_the_variable(variable, value, message):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env[variable] = value
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "secret" not in proc.stderr
