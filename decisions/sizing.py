@@ -259,7 +259,7 @@ def size_commitment(
         min(dollars, cap),
         f"Capped at the absolute commitment cap {_money(cap)}"
         if dollars > cap
-        else f"Below the absolute commitment cap {_money(cap)}",
+        else f"Within the absolute commitment cap {_money(cap)}",
     )
 
     # 4. Correlation-aware diversification.
@@ -413,7 +413,11 @@ def size_commitment(
     if candidate.atr is None:
         w.add("pool_exposure", dollars, ZERO, "Not enough bars to compute the ATR: rejected")
         return w.result(rejected=True, reason="insufficient_history", correlation=corr)
-    units = (dollars / value).to_integral_value(rounding=ROUND_FLOOR)
+    # The units this amount buys, within the spendable cash: the heat is that of what would
+    # actually be bought.
+    spendable = max(candidate.available_cash, ZERO)
+    cash_limited = dollars > spendable
+    units = (min(dollars, spendable) / value).to_integral_value(rounding=ROUND_FLOOR)
     new_heat = units * candidate.atr * tier.stop_loss_atr_multiplier
     heat_cap = tier.max_portfolio_heat * active_pool
     w.new_heat = new_heat
@@ -443,13 +447,8 @@ def size_commitment(
         **heat_data,
     )
 
-    # 9. Whole units, bounded by the spendable cash.
-    spendable = max(candidate.available_cash, ZERO)
-    if units * value > spendable:
-        units = (spendable / value).to_integral_value(rounding=ROUND_FLOOR)
-        cash_note = f"; limited by spendable cash {_money(spendable)}"
-    else:
-        cash_note = ""
+    # 9. Whole units (already bounded by the spendable cash above).
+    cash_note = f"; limited by spendable cash {_money(spendable)}" if cash_limited else ""
     final = units * value
     if units <= 0:
         reason = "insufficient_cash" if cash_note else "zero_units"
