@@ -24,6 +24,7 @@ from execution.models import PoolRiskConfig
 from portfolio.market_calendar import get_market_calendar
 from portfolio.models import Commitment, EngineConfig, Entity, MarketSnapshot, Pool
 from portfolio.services import create_pool
+from project.bulk import bulk_insert
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,15 @@ def _build_pool(spec: DecisionCycleSpec, symbols: list[str], index: int) -> Pool
     return pool
 
 
+def _clone(row: DecisionRecord, pool: Pool) -> DecisionRecord:
+    clone = DecisionRecord(
+        **{f.attname: getattr(row, f.attname) for f in row._meta.concrete_fields}
+    )
+    clone.pk = None
+    clone.pool = pool
+    return clone
+
+
 def _timed(fn: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     result = fn()
@@ -150,7 +160,7 @@ def bench_decision_cycle(spec: DecisionCycleSpec, progress: Callable[[str], None
     symbols = _build_market(spec, rng)
     progress(f"building {spec.recommendations} recommendations")
     _build_recommendations(spec, symbols, rng)
-    cycle_times, insert_times, query_counts, decisions = [], [], [], 0
+    cycle_times, insert_times, copy_times, query_counts, decisions = [], [], [], [], 0
     for run in range(spec.repeat):
         pool = _build_pool(spec, symbols, run)
         counter = QueryCounter()
@@ -171,10 +181,20 @@ def bench_decision_cycle(spec: DecisionCycleSpec, progress: Callable[[str], None
         for row in rows:
             row.pk = None
             row.pool = twin
+        copies = [_clone(row, _build_pool(spec, symbols, 200 + run)) for row in rows[:1]]
+        copy_pool = copies[0].pool
+        copies = [_clone(row, copy_pool) for row in rows]
         with transaction.atomic():
             elapsed, _ = _timed(lambda rows=rows: DecisionRecord.objects.bulk_create(rows, 1000))
         insert_times.append(elapsed)
-        progress(f"run {run + 1}: bulk insert of {len(rows)} records {elapsed:.3f} s")
+        # The same rows through the cycle's own insert path (COPY on PostgreSQL).
+        with transaction.atomic():
+            fast, _ = _timed(lambda copies=copies: bulk_insert(DecisionRecord, copies))
+        copy_times.append(fast)
+        progress(
+            f"run {run + 1}: {len(rows)} records: bulk_create {elapsed:.3f} s, "
+            f"bulk_insert {fast:.3f} s"
+        )
     cycle_s = statistics.median(cycle_times)
     insert_s = statistics.median(insert_times)
     return {
@@ -187,6 +207,8 @@ def bench_decision_cycle(spec: DecisionCycleSpec, progress: Callable[[str], None
         "cycle_s": round(cycle_s, 4),
         "bulk_insert_s": round(insert_s, 4),
         "ratio": round(cycle_s / insert_s, 2) if insert_s else None,
+        "engine_insert_s": round(statistics.median(copy_times), 4),
+        "ratio_vs_engine_insert": round(cycle_s / statistics.median(copy_times), 2),
         "queries": statistics.median(query_counts),
         "runs": spec.repeat,
         "cycle_runs_s": [round(t, 4) for t in cycle_times],
