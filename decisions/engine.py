@@ -157,6 +157,7 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
         positions = to_positions(commitments, market.latest)
         breakers = load_breaker_state(pool, now)
         current_session = calendar.current_session(now)
+        # Descending dates, so the dict keeps each entity's nearest report ahead.
         report_dates = dict(
             PerformanceReport.objects.filter(
                 entity_id__in={r["entity_id"] for r in rows},
