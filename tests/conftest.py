@@ -8,8 +8,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import settings
 
 from tests import factories
+
+# CI explores the same examples on every run, so a red build is reproducible; local runs keep
+# hypothesis's random exploration (and its example database) to find new cases.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_report_header(config):
