@@ -28,6 +28,7 @@ test: setup lint
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py makemigrations --check --dry-run -v0
 
 format: setup
 	$(BIN)/ruff check --fix .

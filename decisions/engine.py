@@ -420,6 +420,7 @@ def _order(
         reason=OrderReason.ENTRY if side == OrderSide.BUY else OrderReason.EXIT_SIGNAL,
         quantity=units,
         estimated_value=estimate,
+        reference=str(record.pk),
         idempotency_key=derive_idempotency_key(record.entity_id, action, units, str(record.pk)),
         broker=pool.adapter,
         created_at=now,

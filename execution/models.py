@@ -81,6 +81,11 @@ class Order(models.Model):
     status = models.CharField(
         max_length=20, choices=OrderStatus.choices, default=OrderStatus.QUEUED
     )
+    reference = models.CharField(
+        max_length=100,
+        help_text="What the idempotency key is derived from besides entity, action and "
+        "quantity: the decision id, or the trigger (commitment:42:risk_threshold)",
+    )
     idempotency_key = models.CharField(max_length=64, unique=True)
     broker = models.CharField(max_length=20)
     broker_order_id = models.CharField(max_length=64, blank=True)

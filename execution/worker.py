@@ -89,13 +89,6 @@ def build_adapter(pool: Pool, now: datetime) -> ExecutionAdapter:
     )
 
 
-def order_reference(order: Order) -> str:
-    """What the idempotency key is derived from besides entity, action and quantity."""
-    if order.decision_id is not None:
-        return str(order.decision_id)
-    return f"commitment:{order.commitment_id}:{order.reason}"
-
-
 def process_order(
     order_id: int, now: datetime | None = None, adapter: ExecutionAdapter | None = None
 ) -> ProcessResult:
@@ -130,7 +123,7 @@ def _claim(order_id: int, now: datetime) -> tuple[Order, OrderRequest] | Process
         pool = Pool.objects.select_for_update().get(pk=order.pool_id)
         order.pool = pool
         expected = derive_idempotency_key(
-            order.entity_id, order.action, order.quantity, order_reference(order)
+            order.entity_id, order.action, order.quantity, order.reference
         )
         if expected != order.idempotency_key:
             order.status = OrderStatus.REJECTED

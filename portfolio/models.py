@@ -101,6 +101,12 @@ class Pool(models.Model):
     )
     halted = models.BooleanField(default=False, help_text="Manual halt: no new entries")
     halt_reason = models.CharField(max_length=500, blank=True)
+    last_tier_evaluation = models.DateField(
+        null=True, blank=True, help_text="Session whose close last ran the risk tier scheduler"
+    )
+    last_rebalance_session = models.DateField(
+        null=True, blank=True, help_text="Session in which the weekly rebalancer last ran"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
