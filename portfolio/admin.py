@@ -589,6 +589,7 @@ ENGINE_CONFIG_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "tier_upgrade_reserve_pct",
             "tier_upgrade_max_drawdown",
             "success_rate_lookback_days",
+            "risk_free_rate",
         ),
     ),
     ("Paper broker", ("paper_slippage_bps",)),

@@ -103,6 +103,9 @@ def validate_engine_config(values: dict[str, Any]) -> dict[str, str]:
         elif name == "absolute_commitment_cap":
             if number <= 0:
                 errors[name] = f"{shown} is not > 0 (dollars)"
+        elif name == "risk_free_rate":
+            if not Decimal(0) <= number < Decimal(1):
+                errors[name] = f"{shown} is not in [0, 1): an annual fraction, 0.04 means 4 %"
         elif name == "diversification_bonus":
             if number < 1:
                 errors[name] = f"{shown} is not ≥ 1 (a multiplier, 1.2 = +20 %)"

@@ -455,6 +455,9 @@ class EngineConfig(models.Model):
     tier_upgrade_reserve_pct = models.DecimalField(**FRACTION, default=Decimal("0.2"))
     tier_upgrade_max_drawdown = models.DecimalField(**FRACTION, default=Decimal("0.05"))
     success_rate_lookback_days = models.PositiveIntegerField(default=30)
+    risk_free_rate = models.DecimalField(
+        **FRACTION, default=Decimal("0"), help_text="Annual, for the Sharpe ratio (0.04 = 4 %)"
+    )
     # Paper broker
     paper_slippage_bps = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
     updated_at = models.DateTimeField(auto_now=True)
@@ -495,6 +498,10 @@ class EngineConfig(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(absolute_commitment_cap__gt=0), name="cfg_cap_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(risk_free_rate__gte=0) & Q(risk_free_rate__lt=1),
+                name="cfg_risk_free_rate_range",
             ),
             models.CheckConstraint(
                 condition=Q(diversification_bonus__gte=1), name="cfg_bonus_at_least_one"

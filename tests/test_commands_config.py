@@ -209,3 +209,12 @@ def test_engine_config_rejects_malformed_assignments(pool, assignments, expected
 
     assert expected in str(info.value)
     assert config_of(pool).siphon_pct == Decimal("0.2")
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("0", True), ("0.04", True), ("0.9999", True), ("1", False), ("-0.01", False)]
+)
+def test_risk_free_rate_is_an_annual_fraction_that_may_be_zero(value, ok):
+
+    errors = validate_engine_config({"risk_free_rate": Decimal(value)})
+    assert ("risk_free_rate" not in errors) is ok
