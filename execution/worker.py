@@ -25,7 +25,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from execution.adapters import (
@@ -52,11 +51,9 @@ from portfolio.services import (
     get_engine_config,
     latest_value,
     load_market_data,
-    open_commitment_rows,
     tier_params,
-    to_positions,
+    value_pool,
 )
-from portfolio.valuation import compute_daily_gain, compute_total_value
 
 logger = logging.getLogger(__name__)
 
@@ -183,21 +180,8 @@ def _limits(pool: Pool) -> PoolRiskLimits:
 
 def _risk_input(order: Order, pool: Pool, now: datetime) -> OrderRiskInput:
     """The account state for the risk evaluation. A fixed handful of queries."""
-    calendar = get_market_calendar(now)
-    rows = open_commitment_rows(pool)
-    symbols = {r[1] for r in rows} | {order.entity_id}
-    market = load_market_data(symbols, now, 2, calendar)
-    positions = to_positions(rows, market.latest)
-    session = calendar.current_session(now)
-    session_open = calendar.session_open(session)
-    previous_closes = {
-        symbol: bars[-1][2]
-        for symbol, bars in market.bars.items()
-        if bars and market.sessions and market.sessions[-1] < session
-    }
-    realized_today = Order.objects.filter(
-        pool=pool, status=OrderStatus.FILLED, filled_at__gte=session_open
-    ).aggregate(total=Sum("realized_gain"))["total"] or Decimal("0")
+    valuation = value_pool(pool, now, extra_symbols={order.entity_id})
+    positions = valuation.positions
     sector = order.entity.sector
     held = {p.symbol: p for p in positions}
     return OrderRiskInput(
@@ -209,8 +193,8 @@ def _risk_input(order: Order, pool: Pool, now: datetime) -> OrderRiskInput:
         opens_new_commitment=order.entity_id not in held,
         open_commitments=len(positions),
         sector_value=sum((p.market_value for p in positions if p.sector == sector), Decimal("0")),
-        total_value=compute_total_value(pool.cash, positions),
-        daily_gain=compute_daily_gain(positions, previous_closes, session_open, realized_today),
+        total_value=valuation.total_value,
+        daily_gain=valuation.daily_gain,
         orders_last_minute=Order.objects.filter(
             pool=pool, submitted_at__gt=now - timedelta(minutes=1)
         )

@@ -233,3 +233,65 @@ def create_pool(
         changed_at=now,
     )
     return pool
+
+
+@dataclass(frozen=True)
+class PoolValuation:
+    """A pool valued as of one instant: what the loops and the worker's risk check read."""
+
+    positions: list[PositionView]
+    market: MarketData
+    total_value: Decimal
+    active_pool: Decimal
+    pool_exposure: Decimal
+    daily_gain: Decimal
+    session: date
+
+
+def value_pool(
+    pool: Pool,
+    now: datetime,
+    *,
+    sessions: int = 2,
+    extra_symbols: set[str] | frozenset[str] = frozenset(),
+    calendar: MarketCalendar | None = None,
+) -> PoolValuation:
+    """Value the pool's open commitments at their current values. Four queries.
+
+    ``daily_gain`` is the gain since the previous session's close (commitments opened in the
+    current session count from their entry), plus the gains realized since the session opened.
+    """
+    from django.db.models import Sum
+
+    from execution.models import Order, OrderStatus
+    from portfolio.valuation import (
+        compute_active_pool,
+        compute_daily_gain,
+        compute_pool_exposure,
+        compute_total_value,
+    )
+
+    calendar = calendar or get_market_calendar(now)
+    rows = open_commitment_rows(pool)
+    market = load_market_data({r[1] for r in rows} | set(extra_symbols), now, sessions, calendar)
+    positions = to_positions(rows, market.latest)
+    session = calendar.current_session(now)
+    session_open = calendar.session_open(session)
+    previous_closes = {
+        symbol: bars[-1][2]
+        for symbol, bars in market.bars.items()
+        if bars and market.sessions and market.sessions[-1] < session
+    }
+    realized_today = Order.objects.filter(
+        pool=pool, status=OrderStatus.FILLED, filled_at__gte=session_open, filled_at__lte=now
+    ).aggregate(total=Sum("realized_gain"))["total"] or Decimal("0")
+    total = compute_total_value(pool.cash, positions)
+    return PoolValuation(
+        positions=positions,
+        market=market,
+        total_value=total,
+        active_pool=compute_active_pool(total, pool.reserve_balance),
+        pool_exposure=compute_pool_exposure(positions),
+        daily_gain=compute_daily_gain(positions, previous_closes, session_open, realized_today),
+        session=session,
+    )
