@@ -429,10 +429,11 @@ def _order(
 
 @dataclass
 class PassResult:
-    """One pass of the engine for a pool: the decision cycle, then the worker's drain."""
+    """One pass of the engine for a pool: every loop, in order, and the orders processed."""
 
     cycle: CycleResult
     orders: list = field(default_factory=list)
+    loops: list = field(default_factory=list)
 
     @property
     def order_statuses(self) -> Counter:
@@ -440,13 +441,30 @@ class PassResult:
 
 
 def run_engine_pass(pool_id: int, now: datetime) -> PassResult:
-    """Run the decision cycle and process the pool's queued orders in this process.
+    """Run every loop once for the pool, in this process, as of ``now``:
 
-    Used by ``run_engine --once`` and the demo, where a simulated clock drives everything;
-    in production the django-q2 cluster runs the same functions on schedules.
+    risk threshold monitor → performance loop (sync, siphon, breakers, snapshot) → decision
+    cycle → worker → risk tier scheduler (at the close) → rebalancer (weekly) → worker.
+
+    Used by ``run_engine --once`` and the demo, where a simulated clock drives everything; in
+    production the django-q2 cluster runs the same functions on their schedules.
     """
     from execution.worker import drain_queued_orders
+    from portfolio.loops import (
+        run_performance_loop,
+        run_rebalancer,
+        run_risk_threshold_monitor,
+        run_risk_tier_scheduler,
+    )
 
+    loops = [
+        run_risk_threshold_monitor(pool_id, now, dispatch=False),
+        run_performance_loop(pool_id, now, dispatch=False),
+    ]
     cycle = run_decision_cycle(pool_id, now, dispatch=False)
     pool = Pool.objects.get(pk=pool_id)
-    return PassResult(cycle=cycle, orders=drain_queued_orders(pool, now))
+    orders = drain_queued_orders(pool, now)
+    loops.append(run_risk_tier_scheduler(pool_id, now))
+    loops.append(run_rebalancer(pool_id, now, dispatch=False))
+    orders += drain_queued_orders(pool, now)
+    return PassResult(cycle=cycle, orders=orders, loops=loops)

@@ -91,6 +91,9 @@ class Order(models.Model):
     broker_order_id = models.CharField(max_length=64, blank=True)
     request_payload = models.JSONField(default=dict, blank=True)
     response_payload = models.JSONField(default=dict, blank=True)
+    note = models.CharField(
+        max_length=500, blank=True, help_text="Why the order exists (monitor and rebalance orders)"
+    )
     status_reason = models.CharField(max_length=200, blank=True)
     filled_quantity = models.DecimalField(**QUANTITY, default=Decimal("0"))
     fill_value = models.DecimalField(**MONEY, null=True, blank=True)
