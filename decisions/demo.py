@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from django.db.models import Count
 
@@ -25,9 +26,11 @@ from execution.models import Order
 from portfolio.config import set_engine_config
 from portfolio.imports import import_entities, import_reports, import_snapshots
 from portfolio.market_calendar import get_market_calendar
-from portfolio.models import Commitment, CommitmentStatus, Pool
+from portfolio.models import Commitment, CommitmentStatus, LedgerTrigger, Pool
 from portfolio.services import create_pool, load_market_data, open_commitment_rows, to_positions
 from portfolio.valuation import compute_active_pool, compute_pool_exposure, compute_total_value
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 #: The demo pool's settings beside the source's defaults, and why.
 DEMO_POOL_SETTINGS = {
@@ -56,6 +59,13 @@ class DemoSummary:
     cash: Decimal = Decimal("0")
     pool_exposure: Decimal = Decimal("0")
     starting_cash: Decimal = Decimal("0")
+    exits: Counter = field(default_factory=Counter)
+    siphons: int = 0
+    siphoned: Decimal = Decimal("0")
+    emergency_releases: int = 0
+    breakers: Counter = field(default_factory=Counter)
+    tier_changes: list[str] = field(default_factory=list)
+    tier: str = ""
 
 
 def pass_times(session: date) -> list[datetime]:
@@ -70,6 +80,7 @@ def pass_times(session: date) -> list[datetime]:
     while at < closes:
         times.append(at)
         at += timedelta(minutes=30)
+    times.append(closes)  # the close: the day's snapshot and the risk tier scheduler
     return times
 
 
@@ -107,18 +118,27 @@ def run_demo(
     for index, session in enumerate(files.simulated_sessions, 1):
         day = Counter()
         filled = 0
+        events: list[str] = []
         for at in pass_times(session):
             result = run_engine_pass(pool.pk, at)
             passes += 1
             day.update(result.cycle.outcomes)
             filled += result.order_statuses.get("filled", 0)
+            events += [e for loop in result.loops for e in loop.events if _worth_showing(e)]
         held = Commitment.objects.filter(pool=pool, status=CommitmentStatus.OPEN).count()
         progress(
             f"  [{index:>2}/{len(files.simulated_sessions)}] {session}  "
             f"act {day['act']:>3}  defer {day['defer']:>3}  skip {day['skip']:>3}  "
             f"fills {filled:>3}  open {held:>2}"
         )
+        for event in events:
+            progress(f"          · {event}")
     return summarize(pool, files.simulated_sessions, passes, now, cash)
+
+
+def _worth_showing(event: str) -> bool:
+    """Progress shows the guardians at work: exits, breakers, tier changes, reserve moves."""
+    return not event.startswith("siphoned")
 
 
 def summarize(
@@ -132,6 +152,7 @@ def summarize(
     positions = to_positions(rows, market.latest)
     total = compute_total_value(pool.cash, positions)
     closed = Commitment.objects.filter(pool=pool, status=CommitmentStatus.CLOSED)
+    ledger = pool.ledger.all()
     return DemoSummary(
         pool=pool.name,
         sessions=sessions,
@@ -168,4 +189,25 @@ def summarize(
         cash=pool.cash,
         pool_exposure=compute_pool_exposure(positions),
         starting_cash=starting_cash,
+        exits=Counter(
+            dict(
+                Order.objects.filter(pool=pool, side="sell", status="filled")
+                .values_list("reason")
+                .annotate(n=Count("id"))
+                .values_list("reason", "n")
+            )
+        ),
+        siphons=ledger.filter(trigger=LedgerTrigger.PROFIT_SIPHON).count(),
+        siphoned=sum(
+            ledger.filter(trigger=LedgerTrigger.PROFIT_SIPHON).values_list("amount", flat=True),
+            Decimal("0"),
+        ),
+        emergency_releases=ledger.filter(trigger=LedgerTrigger.EMERGENCY_LIQUIDATION).count(),
+        breakers=Counter(pool.breaker_events.values_list("trigger_type", flat=True)),
+        tier_changes=[
+            f"{h.changed_at.astimezone(NEW_YORK):%Y-%m-%d} {h.previous_tier} → {h.new_tier} "
+            f"({h.reason})"
+            for h in pool.tier_history.exclude(trigger="initial").order_by("changed_at")
+        ],
+        tier=pool.risk_tier,
     )

@@ -532,17 +532,23 @@ def _plan_signals(
     drawn_signals = sorted(
         zip(times, actions, modes, confidences.tolist(), strict=True), key=lambda item: item[0]
     )
+    # The entities with a drop or a rise get no random signals: their commitments are left to
+    # the risk threshold monitor, so the demo shows a stop and a gain target being hit.
+    event_entities = {index for index, _, _ in scenario.drops + scenario.rises}
+    free = [index for index in range(len(entities)) if index not in event_entities] or list(
+        range(len(entities))
+    )
     deliberate_acts = sorted((signal.generated_at, signal.entity) for signal in signals)
     acted: list[int] = []
     for generated_at, action, mode, confidence in drawn_signals:
         while deliberate_acts and deliberate_acts[0][0] < generated_at:
             entity = deliberate_acts.pop(0)[1]
-            if entity not in acted:
+            if entity not in acted and entity not in event_entities:
                 acted.append(entity)
         if action == "defer" and acted and rng.random() < _DEFER_AFTER_ACT_SHARE:
             entity = acted[int(rng.integers(len(acted)))]
         else:
-            entity = int(rng.integers(len(entities)))
+            entity = free[int(rng.integers(len(free)))]
         if action == "act" and entity not in acted:
             acted.append(entity)
         signals.append(_Signal(entity, action, mode, confidence, generated_at))

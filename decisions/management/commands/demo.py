@@ -90,6 +90,21 @@ class Command(BaseCommand):
             f"cash {s.cash:,.2f}"
         )
         w(f"  Pool exposure     {s.pool_exposure:,.2f}")
+        w(
+            "  Exits             "
+            + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s.exits.most_common()) or "none")
+        )
+        w(
+            f"  Reserve           {s.siphons} siphon(s) of realized gains (+{s.siphoned:,.2f}), "
+            f"{s.emergency_releases} emergency release(s)"
+        )
+        w(
+            "  Circuit breakers  "
+            + (", ".join(f"{k} {v}" for k, v in s.breakers.most_common()) or "none tripped")
+        )
+        w(f"  Risk tier         {s.tier}" + ("" if s.tier_changes else " (unchanged)"))
+        for change in s.tier_changes:
+            w(f"      {change}")
         w("")
         w(
             "Every decision above is in the audit trail with its full trace: "
