@@ -295,3 +295,17 @@ def value_pool(
         daily_gain=compute_daily_gain(positions, previous_closes, session_open, realized_today),
         session=session,
     )
+
+
+@transaction.atomic
+def set_halt(pool_name: str, *, halted: bool, reason: str, actor: str) -> bool:
+    """Halt (no new entries; exits still flow) or resume a pool; False when nothing changes."""
+    pool = Pool.objects.select_for_update().get(name=pool_name)
+    if halted and not reason.strip():
+        raise ValueError("a reason is required to halt a pool")
+    if pool.halted == halted:
+        return False
+    pool.halted = halted
+    pool.halt_reason = f"{reason} ({actor})" if halted else ""
+    pool.save(update_fields=["halted", "halt_reason", "updated_at"])
+    return True

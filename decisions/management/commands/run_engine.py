@@ -26,8 +26,9 @@ def parse_now(value: str) -> datetime:
 
 class Command(BaseCommand):
     help = (
-        "Run the decision engine for a pool: the decision cycle, then the execution worker "
-        "on the queued orders. --once runs a single pass (with --now, on simulated time); "
+        "Run the engine for a pool: risk threshold monitor, performance loop, decision cycle, "
+        "the execution worker on the queued orders, the risk tier scheduler (at the close) and "
+        "the rebalancer (weekly). --once runs a single pass (with --now, on simulated time); "
         "without it, a pass every polling_interval_seconds until interrupted."
     )
 
@@ -80,3 +81,6 @@ class Command(BaseCommand):
             f"{cycle.pool} @ {cycle.now.isoformat()}: {cycle.candidates} candidate(s); "
             f"outcomes: {outcomes}; skips: {reasons}; orders: {orders}"
         )
+        for loop in result.loops:
+            if loop.ran or self.verbosity > 1:
+                self.stdout.write(f"  {loop}")
