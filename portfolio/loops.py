@@ -49,6 +49,7 @@ from portfolio.rebalancer import RebalanceHolding, RebalanceLimits, plan_rebalan
 from portfolio.reserve import (
     ReserveConfig,
     emergency_liquidate,
+    is_high_water,
     reserve_fraction,
     should_emergency_liquidate,
     siphon_profit,
@@ -487,9 +488,10 @@ def run_performance_loop(pool_id: int, now: datetime, *, dispatch: bool = True) 
             result.events.append(f"emergency liquidation released {released}")
             metrics = compute_pool_metrics(pool, now, config, calendar)
         snapshot = _save_snapshot(pool, metrics, now)
+        high_water = is_high_water(pool.reserve_balance, v.total_value, reserve)
         result.detail = (
             f"value {snapshot.total_value:,.2f}, decline {snapshot.peak_to_trough:.2%}, "
-            f"reserve {snapshot.reserve_balance:,.2f}"
+            f"reserve {snapshot.reserve_balance:,.2f}" + (" (high water)" if high_water else "")
         )
         if calendar.is_open(now):
             gains = run_risk_threshold_monitor(

@@ -1,0 +1,36 @@
+"""django-q2 task entry points: every pool runs, one pool's failure is logged and contained."""
+
+from __future__ import annotations
+
+import logging
+
+from decisions.tasks import decision_cycle
+from portfolio.models import Pool
+from portfolio.tasks import for_each_pool, performance_loop
+from tests import factories
+
+
+def test_a_failing_pool_does_not_stop_the_others(db, session_now, caplog):
+    good = factories.make_pool(now=session_now, name="good")
+    broken = factories.make_pool(now=session_now, name="broken")
+    # A tier name with no risk_tier_configs row: this pool's loop raises.
+    Pool.objects.filter(pk=broken.pk).update(risk_tier="missing")
+
+    def run(pool_id: int) -> str:
+        from portfolio.services import tier_params
+
+        return tier_params(Pool.objects.get(pk=pool_id).risk_tier).name
+
+    with caplog.at_level(logging.ERROR):
+        lines = for_each_pool("test loop", run)
+
+    assert lines == ["broken: failed (see the log)", f"good: {good.risk_tier}"]
+    assert "test loop failed for pool broken" in caplog.text
+
+
+def test_scheduled_entry_points_run_for_every_pool(db, session_now):
+    factories.make_pool(now=session_now, name="alpha")
+    factories.make_pool(now=session_now, name="beta")
+
+    assert [line.split(":")[0] for line in decision_cycle()] == ["alpha", "beta"]
+    assert [line.split(":")[0] for line in performance_loop()] == ["alpha", "beta"]
