@@ -25,6 +25,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from execution.adapters import (
@@ -379,13 +380,10 @@ def reconcile_order(
 
 def orders_to_reconcile(now: datetime) -> list[int]:
     """Unknown and accepted orders, and orders stuck in ``submitting``."""
+    stuck = Q(status=OrderStatus.SUBMITTING, submitted_at__lte=now - STALE_SUBMITTING)
     return list(
-        Order.objects.filter(status__in=(OrderStatus.UNKNOWN, OrderStatus.ACCEPTED))
-        .union(
-            Order.objects.filter(
-                status=OrderStatus.SUBMITTING, submitted_at__lte=now - STALE_SUBMITTING
-            )
-        )
+        Order.objects.filter(Q(status__in=(OrderStatus.UNKNOWN, OrderStatus.ACCEPTED)) | stuck)
+        .order_by("id")
         .values_list("id", flat=True)
     )
 

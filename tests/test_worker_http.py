@@ -129,3 +129,21 @@ def test_rate_limited_order_is_rejected_not_resubmitted(queued_order, broker, se
 
     assert result.status == "rejected" and result.detail == "rate_limited"
     assert len(_posts(broker)) == 1
+
+
+def test_reconcile_orders_command_settles_what_the_broker_knows(queued_order, broker, session_now):
+    import io
+
+    from django.core.management import call_command
+
+    broker.inject("accept_then_fail", status=503, method="POST", path="/v2/orders")
+    assert process_order(queued_order.pk, session_now).status == "unknown"
+    out = io.StringIO()
+
+    call_command("reconcile_orders", stdout=out)
+
+    assert f"order {queued_order.pk}: filled" in out.getvalue()
+    assert Commitment.objects.get().units == queued_order.quantity
+    out = io.StringIO()
+    call_command("reconcile_orders", stdout=out)
+    assert out.getvalue().strip() == "Nothing to reconcile."
