@@ -34,3 +34,29 @@ def test_scheduled_entry_points_run_for_every_pool(db, session_now):
 
     assert [line.split(":")[0] for line in decision_cycle()] == ["alpha", "beta"]
     assert [line.split(":")[0] for line in performance_loop()] == ["alpha", "beta"]
+
+
+def test_sweeper_hands_out_again_only_orders_left_queued(db, session_now):
+    from datetime import timedelta
+
+    from django_q.brokers import get_broker
+
+    from decisions.engine import run_decision_cycle
+    from execution.models import Order
+    from execution.worker import sweep_queued_orders
+
+    pool = factories.make_pool(now=session_now)
+    for symbol in ("SWA", "SWB"):
+        factories.add_bars(symbol, session_now, sector=symbol)
+        factories.make_recommendation(symbol, session_now)
+    run_decision_cycle(pool.pk, session_now, dispatch=False)
+    old, _fresh = Order.objects.order_by("id")
+    Order.objects.filter(pk=old.pk).update(created_at=session_now - timedelta(minutes=10))
+    broker = get_broker()
+    broker.purge_queue()
+
+    handed = sweep_queued_orders(timedelta(minutes=2), now=session_now)
+
+    assert handed == [old.pk]
+    assert broker.queue_size() == 1
+    broker.purge_queue()
