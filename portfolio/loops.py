@@ -254,7 +254,7 @@ def run_risk_threshold_monitor(
             hits = Order.objects.filter(
                 pool=pool,
                 reason=OrderReason.RISK_THRESHOLD,
-                created_at__gt=now - window,
+                created_at__gte=now - window,
                 created_at__lte=now,
             ).values_list("created_at", flat=True)
             trigger = check_volatility(list(hits), now, breakers)

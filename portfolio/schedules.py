@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 from django_q.models import Schedule
 
 
@@ -51,6 +52,12 @@ SCHEDULES = (
 )
 
 
+def _next_run(schedule: Schedule):
+    if schedule.schedule_type == Schedule.CRON:
+        return schedule.calculate_next_run()
+    return timezone.now()
+
+
 @transaction.atomic
 def setup_schedules() -> list[tuple[str, str]]:
     """Create or update every schedule by name; returns (name, "created"|"updated"|"unchanged")."""
@@ -64,15 +71,17 @@ def setup_schedules() -> list[tuple[str, str]]:
             "repeats": -1,
         }
         existing = Schedule.objects.filter(name=spec.name).first()
-        if existing is None:
-            Schedule.objects.create(name=spec.name, **values)
-            outcome.append((spec.name, "created"))
-            continue
-        if all(getattr(existing, key) == value for key, value in values.items()):
+        if existing is not None and all(
+            getattr(existing, key) == value for key, value in values.items()
+        ):
             outcome.append((spec.name, "unchanged"))
             continue
+        schedule = existing or Schedule(name=spec.name)
         for key, value in values.items():
-            setattr(existing, key, value)
-        existing.save()
-        outcome.append((spec.name, "updated"))
+            setattr(schedule, key, value)
+        # A new or changed schedule runs next at its own next time, not at "now" (django-q2's
+        # default) and not at the time of the expression it replaced.
+        schedule.next_run = _next_run(schedule)
+        schedule.save()
+        outcome.append((spec.name, "created" if existing is None else "updated"))
     return outcome

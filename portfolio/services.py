@@ -51,6 +51,7 @@ class MarketData:
     bars: dict[str, list[tuple[Decimal, Decimal, Decimal]]]
     latest: dict[str, Decimal]
     latest_at: dict[str, datetime]
+    bar_days: dict[str, list[date]] = field(default_factory=dict)
     index: dict[str, int] = field(init=False)
     _atr: dict[tuple[str, int], Decimal | None] = field(init=False, default_factory=dict)
 
@@ -109,11 +110,9 @@ def load_market_data(
         if as_of >= previous_open:
             latest[symbol] = close
             latest_at[symbol] = as_of
-    bars = {
-        symbol: [bars_by_day[d] for d in sorted(bars_by_day)]
-        for symbol, bars_by_day in per_session.items()
-    }
-    return MarketData(ordered, tuple(window), closes, bars, latest, latest_at)
+    bar_days = {symbol: sorted(bars_by_day) for symbol, bars_by_day in per_session.items()}
+    bars = {symbol: [per_session[symbol][d] for d in days] for symbol, days in bar_days.items()}
+    return MarketData(ordered, tuple(window), closes, bars, latest, latest_at, bar_days)
 
 
 def latest_value(
@@ -277,11 +276,13 @@ def value_pool(
     positions = to_positions(rows, market.latest)
     session = calendar.current_session(now)
     session_open = calendar.session_open(session)
-    previous_closes = {
-        symbol: bars[-1][2]
-        for symbol, bars in market.bars.items()
-        if bars and market.sessions and market.sessions[-1] < session
-    }
+    # The reference of "today" is the close of the last session before the current one, also
+    # after the close, when the current session's own bar is already in.
+    previous_closes = {}
+    for symbol, days in market.bar_days.items():
+        earlier = [i for i, day in enumerate(days) if day < session]
+        if earlier:
+            previous_closes[symbol] = market.bars[symbol][earlier[-1]][2]
     realized_today = Order.objects.filter(
         pool=pool, status=OrderStatus.FILLED, filled_at__gte=session_open, filled_at__lte=now
     ).aggregate(total=Sum("realized_gain"))["total"] or Decimal("0")

@@ -40,6 +40,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        self.verbosity = options["verbosity"]
         try:
             pool = Pool.objects.get(name=options["pool"])
         except Pool.DoesNotExist:
