@@ -75,6 +75,12 @@ def _shown(value: Decimal) -> str:
     return str(value.quantize(_SHOWN))
 
 
+def _limit(value: Decimal) -> str:
+    """A configured limit as the operator typed it: 0.400000 → 0.4."""
+    text = format(value.normalize(), "f")
+    return text if "." in text else f"{text}.0"
+
+
 def _metrics_json(metrics: TierMetrics) -> dict:
     ratio = metrics.risk_adjusted_return
     return {
@@ -113,9 +119,11 @@ def evaluate_tier(current: str, metrics: TierMetrics, rules: TierRules) -> TierD
 
     downgrade: list[str] = []
     if success is not None and success < rules.downgrade_success_rate:
-        downgrade.append(f"success rate {_shown(success)} < {rules.downgrade_success_rate}")
+        downgrade.append(f"success rate {_shown(success)} < {_limit(rules.downgrade_success_rate)}")
     if decline > rules.downgrade_drawdown:
-        downgrade.append(f"peak-to-trough decline {_shown(decline)} > {rules.downgrade_drawdown}")
+        downgrade.append(
+            f"peak-to-trough decline {_shown(decline)} > {_limit(rules.downgrade_drawdown)}"
+        )
     if downgrade:
         if index == 0:
             reasons = (*downgrade, f"already at {current}, the bottom of the ladder")
@@ -128,17 +136,21 @@ def evaluate_tier(current: str, metrics: TierMetrics, rules: TierRules) -> TierD
     if success is None:
         missing.append("no closed commitments in the window: no success rate evidence")
     elif success > rules.upgrade_success_rate:
-        upgrade.append(f"success rate {_shown(success)} > {rules.upgrade_success_rate}")
+        upgrade.append(f"success rate {_shown(success)} > {_limit(rules.upgrade_success_rate)}")
     else:
-        missing.append(f"success rate {_shown(success)} ≤ {rules.upgrade_success_rate}")
+        missing.append(f"success rate {_shown(success)} ≤ {_limit(rules.upgrade_success_rate)}")
     if reserve > rules.upgrade_reserve_pct:
-        upgrade.append(f"reserve {_shown(reserve)} > {rules.upgrade_reserve_pct}")
+        upgrade.append(f"reserve {_shown(reserve)} > {_limit(rules.upgrade_reserve_pct)}")
     else:
-        missing.append(f"reserve {_shown(reserve)} ≤ {rules.upgrade_reserve_pct}")
+        missing.append(f"reserve {_shown(reserve)} ≤ {_limit(rules.upgrade_reserve_pct)}")
     if decline < rules.upgrade_max_drawdown:
-        upgrade.append(f"peak-to-trough decline {_shown(decline)} < {rules.upgrade_max_drawdown}")
+        upgrade.append(
+            f"peak-to-trough decline {_shown(decline)} < {_limit(rules.upgrade_max_drawdown)}"
+        )
     else:
-        missing.append(f"peak-to-trough decline {_shown(decline)} ≥ {rules.upgrade_max_drawdown}")
+        missing.append(
+            f"peak-to-trough decline {_shown(decline)} ≥ {_limit(rules.upgrade_max_drawdown)}"
+        )
 
     if missing:
         return TierDecision(current, current, False, "hold", tuple(missing), as_json)
