@@ -76,9 +76,11 @@ def _shown(value: Decimal) -> str:
 
 
 def _limit(value: Decimal) -> str:
-    """A configured limit as the operator typed it: 0.400000 → 0.4."""
-    text = format(value.normalize(), "f")
-    return text if "." in text else f"{text}.0"
+    """A limit with its stored zeros trimmed, at least two decimals: 0.400000 → 0.40."""
+    normalized = value.normalize()
+    if -normalized.as_tuple().exponent < 2:
+        normalized = normalized.quantize(Decimal("0.01"))
+    return format(normalized, "f")
 
 
 def _metrics_json(metrics: TierMetrics) -> dict:
