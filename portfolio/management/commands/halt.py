@@ -1,41 +1,12 @@
 """halt: stop new entries for a pool (exits still flow)."""
 
-from __future__ import annotations
-
-import getpass
-
-from django.core.management.base import BaseCommand, CommandError
-
-from portfolio.models import Pool
-from portfolio.services import set_halt
+from portfolio.management.halting import SetHaltCommand
 
 
-class Command(BaseCommand):
+class Command(SetHaltCommand):
     help = (
-        "Halt a pool: the next cycle skips every entry with pool_halted. Exits, the "
-        "risk threshold monitor and the loops keep running."
+        "Halt a pool: the next cycle skips every entry with pool_halted. Exits, the risk "
+        "threshold monitor and the loops keep running."
     )
-
-    def add_arguments(self, parser):
-        parser.add_argument("--pool", required=True)
-        parser.add_argument("--reason", required=True)
-        parser.add_argument("--actor", default=None, help="Who (default: OS user)")
-
-    def handle(self, *args, **options):
-        try:
-            changed = set_halt(
-                options["pool"],
-                halted=True,
-                reason=options["reason"],
-                actor=options["actor"] or getpass.getuser(),
-            )
-        except Pool.DoesNotExist:
-            raise CommandError(f"No pool named {options['pool']!r}") from None
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        state = "halted"
-        self.stdout.write(
-            f"Pool {options['pool']} is {state}."
-            if changed
-            else f"Pool {options['pool']} was already {state}."
-        )
+    halted = True
+    reason_required = True
