@@ -55,8 +55,15 @@ class CheckResult:
         }
 
 
+def _number(value: Decimal) -> str:
+    """A Decimal without the zeros its database column pads it with: 0.550000 → 0.55."""
+    return format(value.normalize(), "f")
+
+
 def _jsonable(value: object) -> object:
-    if isinstance(value, Decimal | datetime):
+    if isinstance(value, Decimal):
+        return _number(value)
+    if isinstance(value, datetime):
         return str(value)
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
@@ -233,7 +240,8 @@ def check_confidence(confidence: Decimal, tier: TierParams) -> CheckResult:
         "" if passed else "insufficient_confidence",
         observed=confidence,
         limit=tier.min_confidence,
-        detail=f"{confidence} {'≥' if passed else '<'} {tier.name} minimum {tier.min_confidence}",
+        detail=f"{_number(confidence)} {'≥' if passed else '<'} {tier.name} minimum "
+        f"{_number(tier.min_confidence)}",
     )
 
 
@@ -267,7 +275,7 @@ def check_declining_commitments(pool: PoolView, config: CheckConfig) -> CheckRes
         observed=f"{declining}/{total}",
         limit=config.declining_commitments_share,
         detail=f"{declining} of {total} commitment(s) down more than "
-        f"{config.declining_loss_pct * 100} %",
+        f"{_number(config.declining_loss_pct * 100)} %",
     )
 
 

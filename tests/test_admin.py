@@ -213,7 +213,7 @@ def test_skipped_decision_shows_the_failed_check(admin_client, audit_pool):
     decision = DecisionRecord.objects.get(pool=audit_pool, skip_reason="insufficient_confidence")
     html = admin_client.get(change_url(decision)).content.decode()
     assert "✗" in html
-    assert "0.30000 &lt; moderate minimum 0.550000" in html
+    assert "0.3 &lt; moderate minimum 0.55" in html
     assert "The sizer did not run" in html
 
 

@@ -749,7 +749,7 @@ def test_act_trace_records_observed_and_limit_values() -> None:
     trace = json.loads(json.dumps(evaluation.trace(candidate, pool)))
 
     checks = {c["check"]: c for c in trace["checks"]}
-    assert checks["confidence"]["observed"] == "0.70"
+    assert checks["confidence"]["observed"] == "0.7"
     assert checks["confidence"]["limit"] == "0.55"
     assert checks["declining_commitments"]["observed"] == "4/9"
     assert checks["declining_commitments"]["limit"] == "0.5"
