@@ -12,8 +12,8 @@ from portfolio.models import FRACTION, MONEY, QUANTITY, Entity, Pool, RiskTier
 
 
 class RecommendationAction(models.TextChoices):
-    ACT = "act", "Act (open or add)"
-    DEFER = "defer", "Defer (exit)"
+    ACT = "act", "Act"
+    DEFER = "defer", "Defer"
     MONITOR = "monitor", "Monitor"
     OBSERVE = "observe", "Observe"
     NEUTRAL = "neutral", "Neutral"
