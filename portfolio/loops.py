@@ -421,19 +421,22 @@ def sync_commitments(pool: Pool, now: datetime, config: EngineConfig) -> list[st
             pool=pool, status=CommitmentStatus.CLOSED, siphoned=False, closed_at__lte=now
         )
     )
-    for commitment in closed:
+    entries: list[ReserveLedgerEntry] = []
+    for commitment in sorted(closed, key=lambda c: (c.closed_at, c.pk)):
         siphon = siphon_profit(commitment.realized_gain, pool.reserve_balance, reserve)
         if siphon is not None:
             pool.reserve_balance = siphon.balance_after
-            ReserveLedgerEntry.objects.create(
-                pool=pool,
-                trigger=LedgerTrigger.PROFIT_SIPHON,
-                amount=siphon.amount,
-                balance_after=siphon.balance_after,
-                entity_id=commitment.entity_id,
-                commitment=commitment,
-                note=siphon.note,
-                created_at=now,
+            entries.append(
+                ReserveLedgerEntry(
+                    pool=pool,
+                    trigger=LedgerTrigger.PROFIT_SIPHON,
+                    amount=siphon.amount,
+                    balance_after=siphon.balance_after,
+                    entity_id=commitment.entity_id,
+                    commitment=commitment,
+                    note=siphon.note,
+                    created_at=now,
+                )
             )
             events.append(f"siphoned {siphon.amount} from {commitment.entity_id}")
         if commitment.exit_value is not None:
@@ -448,6 +451,7 @@ def sync_commitments(pool: Pool, now: datetime, config: EngineConfig) -> list[st
                 events.append(f"single-commitment breaker on {commitment.entity_id}")
         commitment.siphoned = True
     if closed:
+        ReserveLedgerEntry.objects.bulk_create(entries)
         Commitment.objects.bulk_update(closed, ["siphoned"])
         pool.save(update_fields=["reserve_balance", "updated_at"])
     return events

@@ -784,3 +784,38 @@ def test_rebalancer_runs_once_per_session(db):
     assert first.ran and len(first.order_ids) == 1
     assert (second.ran, second.detail) == (False, "already ran in the session of 2026-11-23")
     assert sells(pool).count() == 1
+
+
+# --- query counts -----------------------------------------------------------------------------
+
+
+def _queries(run) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        run()
+    return len(ctx.captured_queries)
+
+
+@pytest.mark.parametrize("loop", ["monitor", "performance"])
+def test_loop_queries_do_not_grow_with_commitments(db, session_now, loop):
+    """Same number of queries for 2 and 6 open commitments, with levels updated, exits
+    created and closed commitments siphoned (batched writes, no query per commitment)."""
+
+    def queries_for(count: int, prefix: str) -> int:
+        pool = factories.make_pool(now=session_now, name=f"q-{loop}-{prefix}")
+        held = held_flat(pool, session_now, count=count, prefix=prefix)
+        later = session_now + timedelta(hours=1)
+        # One crossing in both cases: three would also trip (and write) a volatility breaker.
+        mark(held[0].entity_id, later, "95")
+        if loop == "monitor":
+            return _queries(lambda: run_risk_threshold_monitor(pool.pk, later, dispatch=False))
+        for commitment in held:  # every commitment closed at a gain, to be siphoned
+            close_by_defer(pool, later, commitment.entity_id, "101")
+        return _queries(lambda: run_performance_loop(pool.pk, later, dispatch=False))
+
+    small = queries_for(2, "S")
+    # The first pool's recommendations must not become the second pool's candidates.
+    Recommendation.objects.update(generated_at=session_now - timedelta(days=1))
+    assert small == queries_for(6, "L")
