@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 
 from decisions.sizing import (
     ZERO,
@@ -110,11 +111,13 @@ class PoolView:
         less what earlier ``act`` decisions of the same cycle already committed."""
         return self.total_value - self.reserve_balance - self.deducted
 
-    @property
+    # Cached: a view is frozen, and a cycle reads these for every candidate until the next act.
+    @cached_property
     def held_sectors(self) -> frozenset[str]:
         return frozenset(s for s, v in self.sector_values.items() if v > 0)
 
-    def summary(self) -> dict:
+    @cached_property
+    def _summary(self) -> dict:
         return {
             "risk_tier": self.tier.name,
             "total_value": str(self.total_value),
@@ -127,6 +130,10 @@ class PoolView:
             "pool_exposure": str(self.pool_exposure),
             "sectors_held": sorted(self.held_sectors),
         }
+
+    def summary(self) -> dict:
+        """The pool's state as the trace records it (a fresh dict each call)."""
+        return dict(self._summary)
 
 
 @dataclass(frozen=True)
