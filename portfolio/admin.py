@@ -2,28 +2,39 @@
 configuration (engine settings, risk tiers).
 
 Audit tables are read-only. Configuration is editable and validated by the same rules the
-commands use (``portfolio.config.validate_engine_config``). A pool's cash, reserve balance and
-risk tier are read-only here: they move only through the engine and the operator commands.
+commands use (``portfolio.config.validate_engine_config``). A pool's cash, reserve balance, risk
+tier and halt are read-only in its form: they move only through the engine, the operator
+commands and the operator actions of the pool's page (halt, resume, set the risk tier, clear a
+circuit breaker), each a small form that calls one orchestration function.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from execution.models import Order
+from portfolio.breakers import active_events, clear_breaker
 from portfolio.config import ENGINE_CONFIG_FIELDS, validate_engine_config
+from portfolio.loops import set_risk_tier
 from portfolio.models import (
+    BreakerType,
     CircuitBreakerEvent,
     Commitment,
     EngineConfig,
@@ -33,6 +44,7 @@ from portfolio.models import (
     Pool,
     PoolSnapshot,
     ReserveLedgerEntry,
+    RiskTier,
     RiskTierConfig,
     RiskTierHistory,
 )
@@ -41,6 +53,7 @@ from portfolio.services import (
     load_breaker_state,
     load_market_data,
     open_commitment_rows,
+    set_halt,
     to_positions,
 )
 from portfolio.valuation import (
@@ -53,6 +66,7 @@ from project.admin_tools import (
     LargeTableAdminMixin,
     ReadOnlyAuditAdmin,
     admin_link,
+    change_url,
     changelist_link,
     format_eastern,
     format_fraction,
@@ -179,16 +193,169 @@ def render_pool_state(state: PoolState) -> SafeString:
 
 class PoolAddForm(forms.ModelForm):
     """A new pool: its starting cash and tier are set once here; afterwards they move only
-    through the engine and the operator commands."""
+    through the engine and the operator commands. A new pool starts running: it is halted from
+    its page, so the halt carries a reason and an actor (``set_halt``)."""
 
     class Meta:
         model = Pool
-        fields = ("name", "mode", "adapter", "cash", "risk_tier", "halted", "halt_reason")
+        fields = ("name", "mode", "adapter", "cash", "risk_tier")
+
+
+# --- pool operator actions --------------------------------------------------------------------
+
+#: ``CircuitBreakerEvent.clear_reason`` (500); ``set_risk_tier`` keeps as much of a reason.
+REASON_MAX_LENGTH = CircuitBreakerEvent._meta.get_field("clear_reason").max_length
+#: ``Pool.halt_reason`` less the `` (<username>)`` that ``set_halt`` appends (a username is at
+#: most 150 characters), so a long reason cannot overflow the column.
+HALT_REASON_MAX_LENGTH = Pool._meta.get_field("halt_reason").max_length - len(" ()") - 150
+
+
+def reason_field(*, required: bool, max_length: int, help_text: str) -> forms.CharField:
+    """The free-text reason of an operator action."""
+    return forms.CharField(
+        required=required,
+        max_length=max_length,
+        help_text=help_text,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+
+
+class HaltPoolForm(forms.Form):
+    """Halt a pool: a reason is required."""
+
+    reason = reason_field(
+        required=True,
+        max_length=HALT_REASON_MAX_LENGTH,
+        help_text="Stored on the pool with your username. New entries stop; exits still flow.",
+    )
+
+
+class ResumePoolForm(forms.Form):
+    """Resume a pool: the reason is optional and goes to the pool's admin history."""
+
+    reason = reason_field(
+        required=False,
+        max_length=REASON_MAX_LENGTH,
+        help_text="Optional; recorded in the pool's admin history.",
+    )
+
+
+class SetRiskTierForm(forms.Form):
+    """Set a pool's risk tier by hand (trigger ``manual``)."""
+
+    tier = forms.ChoiceField(choices=RiskTier.choices, label="Risk tier")
+    reason = reason_field(
+        required=True,
+        max_length=REASON_MAX_LENGTH,
+        help_text="Recorded in the tier history with your username. Applies from the next cycle.",
+    )
+
+
+class ClearBreakerForm(forms.Form):
+    """Clear one breaker in force: a pool-wide type, or one entity's cooldown.
+
+    ``breaker`` is ``<type>`` or ``<type>:<SYMBOL>``. It is a text field shown as radio buttons
+    rather than a choice field so that a breaker that expired or was cleared between the page
+    and the submit reaches ``clear_breaker``, which answers with nothing cleared.
+    """
+
+    breaker = forms.CharField(label="Breaker", widget=forms.RadioSelect)
+    reason = reason_field(
+        required=True,
+        max_length=REASON_MAX_LENGTH,
+        help_text="Why the breaker may end early; recorded on the event with your username.",
+    )
+
+    def __init__(self, *args: Any, choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["breaker"].widget.choices = choices
+
+    @property
+    def breaker_type(self) -> str:
+        """The breaker type of the choice (valid input only)."""
+        return self.cleaned_data["breaker"].partition(":")[0]
+
+    @property
+    def entity(self) -> str | None:
+        """The entity of a cooldown choice, None for a pool-wide breaker (valid input only)."""
+        return self.cleaned_data["breaker"].partition(":")[2] or None
+
+
+def breaker_choices(pool: Pool, now: datetime) -> list[tuple[str, str]]:
+    """The breakers in force for ``pool`` at ``now`` as (value, label) pairs, one per type and
+    entity, with the latest expiry of each. One query (``active_events``)."""
+    labels = dict(BreakerType.choices)
+    until: dict[tuple[str, str | None], datetime] = {}
+    rows = active_events(pool, now).values_list("trigger_type", "entity_id", "expires_at")
+    for kind, symbol, expires in rows:
+        key = (kind, symbol)
+        until[key] = max(expires, until.get(key, expires))
+    choices = []
+    for (kind, symbol), expires in until.items():
+        label = labels.get(kind, kind) + (f": {symbol}" if symbol else "")
+        value = f"{kind}:{symbol}" if symbol else kind
+        choices.append((value, f"{label}, until {format_eastern(expires)}"))
+    return sorted(choices)
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What an operator action did: ``changed`` False shows the form again with ``message``."""
+
+    changed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class PoolAction:
+    """One operator action of the pool page: ``name`` names its URL (``<id>/<name>/`` with
+    dashes, ``admin:portfolio_pool_<name>``) and its ``PoolAdmin.apply_<name>`` call; the rest
+    is the text of its form page."""
+
+    name: str
+    label: str
+    submit: str
+    form_class: type[forms.Form]
+    intro: str
+
+
+HALT = PoolAction(
+    "halt",
+    "Halt",
+    "Halt the pool",
+    HaltPoolForm,
+    "The next cycle skips every entry of the pool (pool_halted). Exits, the risk threshold "
+    "monitor and the loops keep running.",
+)
+RESUME = PoolAction(
+    "resume", "Resume", "Resume the pool", ResumePoolForm, "New entries resume from the next cycle."
+)
+SET_TIER = PoolAction(
+    "set_tier",
+    "Set risk tier",
+    "Set the risk tier",
+    SetRiskTierForm,
+    "A manual tier change, recorded in the tier history with the trigger manual. The tier "
+    "controller may move it again at its next evaluation.",
+)
+CLEAR_BREAKER = PoolAction(
+    "clear_breaker",
+    "Clear circuit breaker",
+    "Clear the breaker",
+    ClearBreakerForm,
+    "Ends a breaker in force early. The event keeps its trigger figures and records who "
+    "cleared it, when and why.",
+)
+POOL_ACTIONS = (HALT, RESUME, SET_TIER, CLEAR_BREAKER)
 
 
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
-    """Pools: name, mode, adapter and the manual halt are editable; money and tier are not."""
+    """Pools: name, mode and adapter are editable; money, tier and the halt are not. Halt,
+    resume, the manual tier and clearing a breaker are actions of the pool's page."""
+
+    change_form_template = "admin/portfolio/pool/change_form.html"
+    action_form_template = "admin/portfolio/pool/action_form.html"
 
     list_display = (
         "name",
@@ -203,16 +370,12 @@ class PoolAdmin(admin.ModelAdmin):
     list_filter = ("mode", "adapter", "risk_tier", "halted")
     search_fields = ("name",)
     list_per_page = 50
-    add_fieldsets = (
-        (None, {"fields": ("name", "mode", "adapter", "cash", "risk_tier")}),
-        ("Manual halt", {"fields": ("halted", "halt_reason")}),
-    )
+    add_fieldsets = ((None, {"fields": ("name", "mode", "adapter", "cash", "risk_tier")}),)
     fieldsets = (
         ("Current state", {"fields": ("current_state",)}),
         (None, {"fields": ("name", "mode", "adapter")}),
-        ("Manual halt", {"fields": ("halted", "halt_reason")}),
         (
-            "Moved only by the engine and the operator commands",
+            "Moved only by the engine, the operator commands and the actions above",
             {"fields": ("cash", "reserve_balance", "risk_tier", "created_at", "updated_at")},
         ),
         ("Related", {"fields": ("related_links",)}),
@@ -253,10 +416,6 @@ class PoolAdmin(admin.ModelAdmin):
             now=timezone.now(),
             actor=request.user.get_username(),
         )
-        if obj.halted or obj.halt_reason:
-            Pool.objects.filter(pk=created.pk).update(
-                halted=obj.halted, halt_reason=obj.halt_reason
-            )
         obj.pk = created.pk
         obj.created_at = created.created_at
         obj.updated_at = created.updated_at
@@ -294,6 +453,159 @@ class PoolAdmin(admin.ModelAdmin):
         if engine is not None:
             links.append(admin_link(engine, "engine configuration"))
         return format_html(" · ".join(["{}"] * len(links)), *links)
+
+    # --- operator actions ---------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        """The operator actions (``<id>/halt/``, ``<id>/resume/``, ``<id>/set-tier/``,
+        ``<id>/clear-breaker/``), ahead of the admin's ``<id>/`` catch-all."""
+        opts = self.opts
+        actions = [
+            path(
+                f"<path:object_id>/{action.name.replace('_', '-')}/",
+                self.admin_site.admin_view(self.pool_action_view),
+                {"action_name": action.name},
+                name=f"{opts.app_label}_{opts.model_name}_{action.name}",
+            )
+            for action in POOL_ACTIONS
+        ]
+        return actions + super().get_urls()
+
+    def pool_action_view(
+        self, request: HttpRequest, object_id: str, action_name: str
+    ) -> HttpResponse:
+        """The form page of one operator action: the pool's state and the form on GET; on a
+        valid POST, one orchestration call, then back to the pool page with a success message,
+        or the form again with the error (a refused input, or nothing changed).
+
+        Requires the change permission on the pool (403 otherwise); CSRF is checked by
+        ``admin_view``.
+        """
+        action = {action.name: action for action in POOL_ACTIONS}[action_name]
+        pool = self.get_object(request, unquote(object_id))
+        if pool is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, pool):
+            raise PermissionDenied
+        now = timezone.now()
+        form_kwargs: dict[str, Any] = {}
+        if action is CLEAR_BREAKER:
+            form_kwargs["choices"] = breaker_choices(pool, now)
+        if request.method == "POST":
+            form = action.form_class(request.POST, **form_kwargs)
+            if form.is_valid():
+                apply = self.action_appliers()[action.name]
+                try:
+                    with transaction.atomic():
+                        outcome = apply(pool, form, request.user.get_username(), now)
+                        if outcome.changed:
+                            self.log_change(request, pool, outcome.message)
+                except ValueError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    if outcome.changed:
+                        messages.success(request, outcome.message)
+                        return HttpResponseRedirect(change_url(pool))
+                    form.add_error(None, outcome.message)
+        else:
+            form = action.form_class(
+                initial=self.action_initial(action, pool, form_kwargs), **form_kwargs
+            )
+        return self.render_action_form(request, pool, action, form, form_kwargs)
+
+    def action_initial(
+        self, action: PoolAction, pool: Pool, form_kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The form's starting values: the current tier, or the only breaker in force."""
+        if action is SET_TIER:
+            return {"tier": pool.risk_tier}
+        if action is CLEAR_BREAKER and len(form_kwargs["choices"]) == 1:
+            return {"breaker": form_kwargs["choices"][0][0]}
+        return {}
+
+    def render_action_form(
+        self,
+        request: HttpRequest,
+        pool: Pool,
+        action: PoolAction,
+        form: forms.Form,
+        form_kwargs: dict[str, Any],
+    ) -> TemplateResponse:
+        """The action's page: the pool's state panel (as on its change page) and the form."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{action.label}: {pool.name}",
+            "opts": self.opts,
+            "original": pool,
+            "action": action,
+            "form": form,
+            "state_panel": self.current_state(pool),
+            "nothing_in_force": action is CLEAR_BREAKER and not form_kwargs["choices"],
+            "pool_url": change_url(pool),
+            "media": self.media + form.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.action_form_template, context)
+
+    def action_appliers(
+        self,
+    ) -> dict[str, Callable[[Pool, Any, str, datetime], ActionOutcome]]:
+        """Each action's single orchestration call, by action name."""
+        return {
+            HALT.name: self.apply_halt,
+            RESUME.name: self.apply_resume,
+            SET_TIER.name: self.apply_set_tier,
+            CLEAR_BREAKER.name: self.apply_clear_breaker,
+        }
+
+    def apply_halt(
+        self, pool: Pool, form: HaltPoolForm, actor: str, now: datetime
+    ) -> ActionOutcome:
+        """``set_halt(halted=True)``."""
+        reason = form.cleaned_data["reason"]
+        if set_halt(pool.name, halted=True, reason=reason, actor=actor):
+            return ActionOutcome(True, f"Pool {pool.name} is halted: {reason}")
+        return ActionOutcome(False, f"Pool {pool.name} is already halted: nothing changed.")
+
+    def apply_resume(
+        self, pool: Pool, form: ResumePoolForm, actor: str, now: datetime
+    ) -> ActionOutcome:
+        """``set_halt(halted=False)``; the optional reason goes to the admin history only."""
+        reason = form.cleaned_data["reason"]
+        if set_halt(pool.name, halted=False, reason=reason, actor=actor):
+            return ActionOutcome(
+                True, f"Pool {pool.name} is running again" + (f": {reason}" if reason else ".")
+            )
+        return ActionOutcome(False, f"Pool {pool.name} is not halted: nothing changed.")
+
+    def apply_set_tier(
+        self, pool: Pool, form: SetRiskTierForm, actor: str, now: datetime
+    ) -> ActionOutcome:
+        """``set_risk_tier`` (trigger ``manual``)."""
+        tier = form.cleaned_data["tier"]
+        label = RiskTier(tier).label
+        if set_risk_tier(pool.name, tier, actor=actor, reason=form.cleaned_data["reason"], now=now):
+            return ActionOutcome(True, f"Pool {pool.name} is now {label}.")
+        return ActionOutcome(False, f"Pool {pool.name} is already {label}: nothing changed.")
+
+    def apply_clear_breaker(
+        self, pool: Pool, form: ClearBreakerForm, actor: str, now: datetime
+    ) -> ActionOutcome:
+        """``clear_breaker`` of one type (one entity's cooldown when the choice names one)."""
+        kind, entity = form.breaker_type, form.entity
+        cleared = clear_breaker(
+            pool, kind, actor=actor, reason=form.cleaned_data["reason"], now=now, entity=entity
+        )
+        target = kind + (f" on {entity}" if entity else "")
+        if cleared:
+            return ActionOutcome(
+                True, f"Cleared {cleared} {target} breaker(s) of pool {pool.name}."
+            )
+        return ActionOutcome(
+            False,
+            f"Nothing to clear: no {target} breaker is in force for pool {pool.name} "
+            "(it may have expired or been cleared meanwhile).",
+        )
 
 
 # --- entities and market data -----------------------------------------------------------------

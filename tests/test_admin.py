@@ -592,22 +592,22 @@ def test_pool_state_without_commitments_or_market_data(db):
     assert state.breakers == ()
 
 
-def test_pool_form_changes_the_halt_but_not_cash_or_tier(admin_client, db):
+def test_pool_form_changes_neither_cash_nor_tier_nor_the_halt(admin_client, db):
     pool = factories.make_pool(now=NOW, cash="100000", tier="moderate")
     data = {
         "name": pool.name,
         "mode": pool.mode,
         "adapter": pool.adapter,
         "halted": "on",
-        "halt_reason": "broker maintenance",
+        "halt_reason": "typed into the form",
         "cash": "1",
         "reserve_balance": "50",
         "risk_tier": "aggressive",
     }
     assert admin_client.post(change_url(pool), data).status_code == 302
     pool.refresh_from_db()
-    assert pool.halted is True
-    assert pool.halt_reason == "broker maintenance"
+    # The halt goes through its own action, with a reason and an actor.
+    assert pool.halted is False
     assert pool.cash == Decimal("100000")
     assert pool.reserve_balance == Decimal("0")
     assert pool.risk_tier == "moderate"
