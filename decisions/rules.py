@@ -32,6 +32,7 @@ from decisions.sizing import (
     TierParams,
     size_commitment,
 )
+from portfolio.circuit_breaker import is_ticker_cooled_down
 
 
 @dataclass(frozen=True)
@@ -212,8 +213,8 @@ def check_circuit_breaker(pool: PoolView, symbol: str, now: datetime) -> CheckRe
         return CheckResult(
             "circuit_breaker", False, "pool_halted", observed=True, detail="Pool halted"
         )
-    until = pool.entity_cooldowns.get(symbol)
-    if until is not None and now < until:
+    if not is_ticker_cooled_down(pool.entity_cooldowns, symbol, now):
+        until = pool.entity_cooldowns[symbol]
         return CheckResult(
             "circuit_breaker",
             False,
