@@ -213,3 +213,101 @@ def bench_decision_cycle(spec: DecisionCycleSpec, progress: Callable[[str], None
         "runs": spec.repeat,
         "cycle_runs_s": [round(t, 4) for t in cycle_times],
     }
+
+
+@dataclass(frozen=True)
+class AuditAdminSpec:
+    rows: int = 1_000_000
+    repeat: int = 3
+    now: datetime = datetime(2026, 11, 18, 16, 0, tzinfo=UTC)
+
+
+ADMIN_PAGES = {
+    "changelist": "/admin/decisions/decisionrecord/",
+    "page_150": "/admin/decisions/decisionrecord/?p=150",
+    "filtered": (
+        "/admin/decisions/decisionrecord/?outcome__exact=skip"
+        "&skip_reason__exact=outside_execution_window"
+    ),
+    "search": "/admin/decisions/decisionrecord/?q=A07",
+    "detail": "/admin/decisions/decisionrecord/{pk}/change/",
+}
+
+
+def bench_audit_admin(spec: AuditAdminSpec, progress: Callable[[str], None]) -> dict:
+    """Time the decision admin pages over ``spec.rows`` decision records (best of
+    ``spec.repeat`` requests each), the audit volume of a busy desk."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    pool = create_pool("audit", mode="simulation", cash=Decimal("100000"), now=spec.now)
+    symbols = [f"A{i:02d}" for i in range(50)]
+    Entity.objects.bulk_create(
+        [Entity(symbol=s, sector=f"Sector {i % 5}") for i, s in enumerate(symbols)]
+    )
+    recommendations = Recommendation.objects.bulk_create(
+        [
+            Recommendation(
+                id=f"audit-{i:06d}",
+                entity_id=symbols[i % 50],
+                action="act",
+                mode="simulation_eligible",
+                confidence=Decimal("0.5"),
+                generated_at=spec.now,
+            )
+            for i in range(spec.rows)
+        ],
+        batch_size=5000,
+    )
+    reasons = ["insufficient_confidence", "outside_execution_window", "max_commitments_reached"]
+    trace = {"checks": [{"check": "confidence", "passed": False, "detail": "0.5 < 0.55"}] * 3}
+    start = time.perf_counter()
+    for offset in range(0, spec.rows, 10_000):
+        bulk_insert(
+            DecisionRecord,
+            [
+                DecisionRecord(
+                    pool=pool,
+                    recommendation_id=rec.id,
+                    entity_id=rec.entity_id,
+                    action="act",
+                    outcome="skip",
+                    skip_reason=reasons[n % 3],
+                    confidence=rec.confidence,
+                    risk_tier="moderate",
+                    active_pool=Decimal("100000"),
+                    reserve_balance=Decimal("0"),
+                    decision_trace=trace,
+                    evaluated_at=spec.now - timedelta(seconds=n),
+                    last_evaluated_at=spec.now - timedelta(seconds=n),
+                )
+                for n, rec in enumerate(recommendations[offset : offset + 10_000], offset)
+            ],
+        )
+        progress(f"{min(offset + 10_000, spec.rows):,} decision records")
+    insert_s = time.perf_counter() - start
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE execution_decisions")
+    get_user_model().objects.create_superuser("bench", "bench@localhost", "bench")
+    client = Client()
+    client.login(username="bench", password="bench")
+    some = DecisionRecord.objects.order_by("-id").values_list("pk", flat=True).first()
+    figures: dict = {
+        "benchmark": "audit_admin",
+        "database": connection.vendor,
+        "rows": spec.rows,
+        "insert_s": round(insert_s, 1),
+    }
+    for name, url in ADMIN_PAGES.items():
+        best = None
+        for _ in range(spec.repeat):
+            elapsed, response = _timed(lambda url=url: client.get(url.format(pk=some)))
+            if response.status_code != 200:
+                raise RuntimeError(f"{url} answered {response.status_code}")
+            best = elapsed if best is None else min(best, elapsed)
+        figures[f"{name}_ms"] = round(best * 1000, 1)
+        progress(f"{name}: {best * 1000:.0f} ms")
+    return figures

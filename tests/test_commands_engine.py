@@ -119,3 +119,12 @@ def test_demo_shows_every_guardian_at_work(db, tmp_path):
     assert summary.exits["gain_target"] >= 1
     assert summary.siphons >= 1 and summary.reserve_balance == summary.siphoned
     assert summary.breakers or summary.tier_changes
+
+
+def test_audit_admin_bench_times_every_page(db):
+    from decisions.benchmarks import ADMIN_PAGES, AuditAdminSpec, bench_audit_admin
+
+    figures = bench_audit_admin(AuditAdminSpec(rows=30, repeat=1), progress=str)
+
+    assert figures["rows"] == 30 and DecisionRecord.objects.count() == 30
+    assert all(figures[f"{name}_ms"] > 0 for name in ADMIN_PAGES)

@@ -7,9 +7,14 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from decisions.benchmarks import DecisionCycleSpec, bench_decision_cycle
+from decisions.benchmarks import (
+    AuditAdminSpec,
+    DecisionCycleSpec,
+    bench_audit_admin,
+    bench_decision_cycle,
+)
 
-BENCHMARKS = {"decision_cycle": bench_decision_cycle}
+BENCHMARKS = {"decision_cycle": bench_decision_cycle, "audit_admin": bench_audit_admin}
 
 
 class Command(BaseCommand):
@@ -25,18 +30,26 @@ class Command(BaseCommand):
         parser.add_argument("--entities", type=int, default=500)
         parser.add_argument("--commitments", type=int, default=200)
         parser.add_argument("--repeat", type=int, default=3, help="Runs; the median is reported")
+        parser.add_argument(
+            "--rows", type=int, default=1_000_000, help="audit_admin: decision records to build"
+        )
 
     def handle(self, *args, **options):
-        spec = DecisionCycleSpec(
-            recommendations=options["recommendations"],
-            entities=options["entities"],
-            commitments=options["commitments"],
-            repeat=options["repeat"],
-        )
-        if min(spec.recommendations, spec.entities, spec.repeat) < 1 or spec.commitments < 0:
-            raise CommandError("counts must be positive (commitments may be 0)")
-        if spec.commitments > spec.entities:
-            raise CommandError("--commitments cannot exceed --entities (one per entity)")
+        if options["benchmark"] == "audit_admin":
+            if options["rows"] < 1 or options["repeat"] < 1:
+                raise CommandError("--rows and --repeat must be positive")
+            spec = AuditAdminSpec(rows=options["rows"], repeat=options["repeat"])
+        else:
+            spec = DecisionCycleSpec(
+                recommendations=options["recommendations"],
+                entities=options["entities"],
+                commitments=options["commitments"],
+                repeat=options["repeat"],
+            )
+            if min(spec.recommendations, spec.entities, spec.repeat) < 1 or spec.commitments < 0:
+                raise CommandError("counts must be positive (commitments may be 0)")
+            if spec.commitments > spec.entities:
+                raise CommandError("--commitments cannot exceed --entities (one per entity)")
         old_name = connection.settings_dict["NAME"]
         self.stdout.write(f"Creating a throwaway {connection.vendor} database…")
         connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
