@@ -239,9 +239,7 @@ def bench_audit_admin(spec: AuditAdminSpec, progress: Callable[[str], None]) -> 
     ``spec.repeat`` requests each), the audit volume of a busy desk."""
     from django.contrib.auth import get_user_model
     from django.test import Client
-    from django.test.utils import setup_test_environment
 
-    setup_test_environment()
     pool = create_pool("audit", mode="simulation", cash=Decimal("100000"), now=spec.now)
     symbols = [f"A{i:02d}" for i in range(50)]
     Entity.objects.bulk_create(
@@ -292,7 +290,7 @@ def bench_audit_admin(spec: AuditAdminSpec, progress: Callable[[str], None]) -> 
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE execution_decisions")
     get_user_model().objects.create_superuser("bench", "bench@localhost", "bench")
-    client = Client()
+    client = Client(HTTP_HOST="127.0.0.1")  # a host ALLOWED_HOSTS accepts by default
     client.login(username="bench", password="bench")
     some = DecisionRecord.objects.order_by("-id").values_list("pk", flat=True).first()
     figures: dict = {
