@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 
+from portfolio.formatting import format_percent as _percent
+
 __all__ = [
     "REASON_POOL_EXPOSURE_LIMIT",
     "REASON_POSITION_LIMIT",
@@ -270,12 +272,3 @@ def _units_to_cover(amount: Decimal, per_unit: Decimal) -> Decimal:
 
 def _money(value: Decimal) -> str:
     return f"{value.quantize(_CENT, rounding=ROUND_HALF_EVEN):f}"
-
-
-def _percent(fraction: Decimal) -> str:
-    """A fraction as a percent with at most one decimal: 0.1 → "10 %", 0.125 → "12.5 %"."""
-    value = (fraction * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
-    text = f"{value:f}"
-    if text.endswith(".0"):
-        text = text[:-2]
-    return f"{text} %"

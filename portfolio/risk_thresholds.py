@@ -16,9 +16,10 @@ Prices (entry value, current value, levels, ATR) are in price units; fractions a
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
 
+from portfolio.formatting import format_percent as _percent
 from portfolio.indicators import atr_change_fraction
 from portfolio.risk_levels import LEVEL_QUANTUM, compute_initial_levels
 
@@ -232,15 +233,6 @@ def _format_change(previous: Decimal, current: Decimal) -> str:
     signed = (current - previous) / previous
     sign = "+" if signed >= 0 else "−"
     return f" ({sign}{_percent(abs(signed))})"
-
-
-def _percent(fraction: Decimal) -> str:
-    """A fraction as a percent with at most one decimal: 0.55 → "55 %", 0.142857 → "14.3 %"."""
-    value = (fraction * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
-    text = f"{value:f}"
-    if text.endswith(".0"):
-        text = text[:-2]
-    return f"{text} %"
 
 
 def _price(value: Decimal) -> str:
