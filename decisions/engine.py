@@ -53,6 +53,7 @@ from portfolio.services import (
     load_breaker_state,
     load_market_data,
     open_commitment_rows,
+    rule_config,
     tier_params,
     to_positions,
 )
@@ -79,24 +80,11 @@ class CycleResult:
 
 
 def check_config(config: EngineConfig) -> CheckConfig:
-    return CheckConfig(
-        max_active_commitments=config.max_active_commitments,
-        declining_commitments_share=config.declining_commitments_share,
-        declining_loss_pct=config.declining_loss_pct,
-    )
+    return rule_config(CheckConfig, config)
 
 
 def sizing_config(config: EngineConfig) -> SizingConfig:
-    return SizingConfig(
-        absolute_commitment_cap=config.absolute_commitment_cap,
-        correlation_reduce_threshold=config.correlation_reduce_threshold,
-        correlation_reject_threshold=config.correlation_reject_threshold,
-        diversification_bonus=config.diversification_bonus,
-        diversification_min_sectors=config.diversification_min_sectors,
-        report_reject_sessions=config.report_reject_sessions,
-        report_reduce_sessions=config.report_reduce_sessions,
-        report_reduce_factor=config.report_reduce_factor,
-    )
+    return rule_config(SizingConfig, config)
 
 
 def candidate_rows(pool: Pool, config: EngineConfig, now: datetime) -> list[dict]:

@@ -52,6 +52,7 @@ from portfolio.services import (
     get_engine_config,
     latest_value,
     load_market_data,
+    rule_config,
     tier_params,
     value_pool,
 )
@@ -170,13 +171,7 @@ def _claim(order_id: int, now: datetime) -> tuple[Order, OrderRequest] | Process
 
 def _limits(pool: Pool) -> PoolRiskLimits:
     config, _ = PoolRiskConfig.objects.get_or_create(pool=pool)
-    return PoolRiskLimits(
-        max_open_commitments=config.max_open_commitments,
-        max_sector_pct=config.max_sector_pct,
-        max_daily_loss_pct=config.max_daily_loss_pct,
-        max_order_notional=config.max_order_notional,
-        max_orders_per_minute=config.max_orders_per_minute,
-    )
+    return rule_config(PoolRiskLimits, config)
 
 
 def _risk_input(order: Order, pool: Pool, now: datetime) -> OrderRiskInput:

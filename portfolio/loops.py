@@ -62,7 +62,13 @@ from portfolio.risk_thresholds import (
     check_crossing,
     update_levels,
 )
-from portfolio.services import PoolValuation, get_engine_config, tier_params, value_pool
+from portfolio.services import (
+    PoolValuation,
+    get_engine_config,
+    rule_config,
+    tier_params,
+    value_pool,
+)
 from portfolio.tier_controller import TierMetrics, TierRules, evaluate_tier
 
 logger = logging.getLogger(__name__)
@@ -93,14 +99,7 @@ class LoopResult:
 
 
 def breaker_config(config: EngineConfig) -> BreakerConfig:
-    return BreakerConfig(
-        daily_loss_pct=config.daily_loss_pct,
-        single_position_loss_pct=config.single_position_loss_pct,
-        stop_loss_hits_threshold=config.stop_loss_hits_threshold,
-        stop_loss_window_minutes=config.stop_loss_window_minutes,
-        volatility_pause_hours=config.volatility_pause_hours,
-        ticker_cooldown_hours=config.ticker_cooldown_hours,
-    )
+    return rule_config(BreakerConfig, config)
 
 
 def _lock(pool_id: int) -> Pool:
@@ -196,11 +195,7 @@ def run_risk_threshold_monitor(
         market = valuation.market
         heat_cap = tier.max_portfolio_heat * valuation.active_pool
         heat_ratio = valuation.pool_exposure / heat_cap if heat_cap > 0 else Decimal("0")
-        thresholds = ThresholdConfig(
-            atr_change_pct=config.atr_change_pct,
-            trailing_activation_pct=config.trailing_activation_pct,
-            heat_tighten_pct=config.heat_tighten_pct,
-        )
+        thresholds = rule_config(ThresholdConfig, config, keep_defaults=("tighten_factor",))
         breakers = breaker_config(config)
         pending = _pending_exits(pool)
         attempts = _exit_attempts([c.pk for c in commitments])
@@ -414,7 +409,7 @@ def sync_commitments(pool: Pool, now: datetime, config: EngineConfig) -> list[st
     commitment closed more than ``single_position_loss_pct`` down. Losses never touch the
     reserve. Each closed commitment is settled once (``siphoned``)."""
     events: list[str] = []
-    reserve = ReserveConfig(siphon_pct=config.siphon_pct, high_water_pct=config.high_water_pct)
+    reserve = rule_config(ReserveConfig, config)
     breakers = breaker_config(config)
     closed = list(
         Commitment.objects.select_for_update().filter(
@@ -471,11 +466,7 @@ def run_performance_loop(pool_id: int, now: datetime, *, dispatch: bool = True) 
         trigger = check_daily_loss(v.daily_gain, v.total_value, now, breaker_config(config))
         if trigger is not None and record_trigger(pool, trigger, now):
             result.events.append(f"daily-loss breaker ({v.daily_gain:,.2f})")
-        reserve = ReserveConfig(
-            siphon_pct=config.siphon_pct,
-            high_water_pct=config.high_water_pct,
-            emergency_drawdown_pct=config.emergency_drawdown_pct,
-        )
+        reserve = rule_config(ReserveConfig, config)
         if should_emergency_liquidate(metrics.peak_to_trough, pool.reserve_balance, reserve):
             released = emergency_liquidate(pool.reserve_balance)
             pool.reserve_balance = Decimal("0")
@@ -541,13 +532,7 @@ def run_risk_tier_scheduler(pool_id: int, now: datetime) -> LoopResult:
                 reserve_pct=metrics.reserve_pct,
                 risk_adjusted_return=metrics.risk_adjusted_return,
             ),
-            TierRules(
-                downgrade_success_rate=config.tier_downgrade_success_rate,
-                downgrade_drawdown=config.tier_downgrade_drawdown,
-                upgrade_success_rate=config.tier_upgrade_success_rate,
-                upgrade_reserve_pct=config.tier_upgrade_reserve_pct,
-                upgrade_max_drawdown=config.tier_upgrade_max_drawdown,
-            ),
+            rule_config(TierRules, config, prefix="tier_"),
         )
         pool.last_tier_evaluation = today
         if decision.changed:

@@ -310,3 +310,23 @@ def set_halt(pool_name: str, *, halted: bool, reason: str, actor: str) -> bool:
     pool.halt_reason = f"{reason} ({actor})" if halted else ""
     pool.save(update_fields=["halted", "halt_reason", "updated_at"])
     return True
+
+
+def rule_config(cls, source, *, prefix: str = "", keep_defaults: tuple[str, ...] = ()):
+    """A pure rule's frozen configuration built from a configuration row.
+
+    Each field of the dataclass ``cls`` takes the row's attribute of the same name (after
+    ``prefix``: ``tier_`` maps ``downgrade_drawdown`` to ``tier_downgrade_drawdown``). A field
+    the row does not have is an error, unless it is named in ``keep_defaults``: a renamed
+    setting must never fall back to a default silently.
+    """
+    import dataclasses
+
+    values = {}
+    for spec in dataclasses.fields(cls):
+        name = prefix + spec.name
+        if hasattr(source, name):
+            values[spec.name] = getattr(source, name)
+        elif spec.name not in keep_defaults:
+            raise AttributeError(f"{type(source).__name__} has no {name} for {cls.__name__}")
+    return cls(**values)

@@ -218,3 +218,23 @@ def test_risk_free_rate_is_an_annual_fraction_that_may_be_zero(value, ok):
 
     errors = validate_engine_config({"risk_free_rate": Decimal(value)})
     assert ("risk_free_rate" not in errors) is ok
+
+
+def test_rule_config_takes_every_field_from_the_row_and_refuses_a_missing_one(db):
+    from datetime import UTC, datetime
+
+    from decisions.sizing import SizingConfig
+    from portfolio.services import rule_config
+    from portfolio.tier_controller import TierRules
+    from tests import factories
+
+    pool = factories.make_pool(now=datetime(2026, 11, 18, 16, tzinfo=UTC))
+    EngineConfig.objects.filter(pool=pool).update(
+        absolute_commitment_cap=Decimal("123"), tier_downgrade_drawdown=Decimal("0.2")
+    )
+    config = EngineConfig.objects.get(pool=pool)
+
+    assert rule_config(SizingConfig, config).absolute_commitment_cap == Decimal("123")
+    assert rule_config(TierRules, config, prefix="tier_").downgrade_drawdown == Decimal("0.2")
+    with pytest.raises(AttributeError, match="no downgrade_success_rate for TierRules"):
+        rule_config(TierRules, config)
