@@ -31,7 +31,7 @@ try:
             raise ImproperlyConfiguredEnv("SECRET_KEY must be set when REQUIRE_SECRET_KEY is on")
         # A fixed development key keeps `make demo` and the tests self-contained; production
         # deployments set SECRET_KEY and REQUIRE_SECRET_KEY=1 (docs/operations.md).
-        SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+        SECRET_KEY = "django-insecure-development-key-set-SECRET_KEY-in-production"
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
     DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql", "sqlite"))
     REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
