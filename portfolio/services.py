@@ -71,6 +71,12 @@ class MarketData:
         return self._atr[key]
 
 
+def current_value_floor(calendar: MarketCalendar, now: datetime) -> datetime:
+    """The oldest a data point may be and still be current at ``now``: the open of the session
+    before the current one. Older values are stale."""
+    return calendar.session_open(calendar.previous_session(calendar.current_session(now)))
+
+
 def load_market_data(
     symbols: set[str] | list[str],
     now: datetime,
@@ -80,7 +86,6 @@ def load_market_data(
     """Bars of ``symbols`` for the ``sessions`` sessions up to ``now``. One query."""
     calendar = calendar or get_market_calendar(now)
     ordered = tuple(sorted(symbols))
-    current = calendar.current_session(now)
     today = now.astimezone(NEW_YORK).date()
     if calendar.is_session(today) and now >= calendar.session_close(today):
         last = today
@@ -88,7 +93,7 @@ def load_market_data(
         # The current session's bar is not complete yet: bars end with the previous session.
         last = calendar.previous_session(today)
     window = calendar.last_sessions(last, sessions)
-    previous_open = calendar.session_open(calendar.previous_session(current))
+    previous_open = current_value_floor(calendar, now)
     start = datetime.combine(window[0], datetime.min.time(), tzinfo=NEW_YORK)
     rows = (
         MarketSnapshot.objects.filter(entity_id__in=ordered, as_of__gte=start, as_of__lte=now)
@@ -120,7 +125,7 @@ def latest_value(
 ) -> Decimal | None:
     """The current value of one entity as of ``now`` (not older than the previous session)."""
     calendar = calendar or get_market_calendar(now)
-    previous_open = calendar.session_open(calendar.previous_session(calendar.current_session(now)))
+    previous_open = current_value_floor(calendar, now)
     row = (
         MarketSnapshot.objects.filter(entity_id=symbol, as_of__lte=now, as_of__gte=previous_open)
         .order_by("-as_of")
