@@ -43,7 +43,7 @@ from decisions.rules import (
     evaluate_defer,
 )
 from decisions.sizing import ZERO, SizingConfig
-from execution.keys import derive_idempotency_key
+from execution.dispatch import enqueue_orders, queued_order
 from execution.models import PENDING_STATUSES, Order, OrderReason, OrderSide
 from portfolio.correlation import compute_return_correlations, weighted_average_correlation
 from portfolio.market_calendar import get_market_calendar
@@ -334,8 +334,6 @@ def _after_commit(dedupe: dict, ttl: int, order_ids: list[int], dispatch: bool) 
     except Exception:  # the cache is an optimisation: never lose a cycle over it
         logger.warning("could not write %s dedupe keys to the cache", len(dedupe), exc_info=True)
     if dispatch and order_ids:
-        from execution.dispatch import enqueue_orders
-
         enqueue_orders(order_ids)
 
 
@@ -396,22 +394,19 @@ def _order(
     commitment_id: int | None,
     now: datetime,
 ) -> Order:
-    action = record.action
-    return Order(
+    return queued_order(
         pool=pool,
         entity_id=record.entity_id,
-        decision=record,
-        recommendation_id=record.recommendation_id,
-        commitment_id=commitment_id,
-        action=action,
+        action=record.action,
         side=side,
         reason=OrderReason.ENTRY if side == OrderSide.BUY else OrderReason.EXIT_SIGNAL,
         quantity=units,
         estimated_value=estimate,
         reference=str(record.pk),
-        idempotency_key=derive_idempotency_key(record.entity_id, action, units, str(record.pk)),
-        broker=pool.adapter,
-        created_at=now,
+        now=now,
+        decision=record,
+        recommendation_id=record.recommendation_id,
+        commitment_id=commitment_id,
     )
 
 

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from django.db import transaction
 
-from execution.keys import derive_idempotency_key
+from execution.dispatch import enqueue_orders, queued_order
 from execution.models import PENDING_STATUSES, Order, OrderReason, OrderSide
 from portfolio.breakers import active_events, record_trigger
 from portfolio.circuit_breaker import (
@@ -108,8 +108,6 @@ def _lock(pool_id: int) -> Pool:
 
 def _dispatch_on_commit(order_ids: list[int], dispatch: bool) -> None:
     if dispatch and order_ids:
-        from execution.dispatch import enqueue_orders
-
         ids = list(order_ids)
         transaction.on_commit(lambda: enqueue_orders(ids))
 
@@ -124,20 +122,18 @@ def _exit_order(
     note: str,
     now: datetime,
 ) -> Order:
-    return Order(
+    return queued_order(
         pool=pool,
         entity_id=commitment.entity_id,
-        commitment=commitment,
         action="defer",
         side=OrderSide.SELL,
         reason=reason,
         quantity=units,
         estimated_value=value,
         reference=reference,
-        idempotency_key=derive_idempotency_key(commitment.entity_id, "defer", units, reference),
-        broker=pool.adapter,
+        now=now,
+        commitment=commitment,
         note=note[:500],
-        created_at=now,
     )
 
 
