@@ -22,6 +22,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
+from django.db.models import Sum
 
 from execution.dispatch import enqueue_orders, queued_order
 from execution.models import PENDING_STATUSES, Order, OrderReason, OrderSide
@@ -346,12 +347,9 @@ def compute_pool_metrics(
     )
     since = now - timedelta(days=config.success_rate_lookback_days)
     recent = list(closed.filter(closed_at__gt=since).values_list("realized_gain", flat=True))
-    realized = sum(
-        Commitment.objects.filter(pool=pool, opened_at__lte=now).values_list(
-            "realized_gain", flat=True
-        ),
-        Decimal("0"),
-    )
+    realized = Commitment.objects.filter(pool=pool, opened_at__lte=now).aggregate(
+        total=Sum("realized_gain")
+    )["total"] or Decimal("0")
     history = list(
         PoolSnapshot.objects.filter(pool=pool, session__lt=session)
         .order_by("-session")
