@@ -1,4 +1,7 @@
-"""Orders (the durable outbox and the broker's answers), risk evaluations and broker limits."""
+"""Orders (the durable outbox and the broker's answers) and their risk evaluations.
+
+The worker's own limits (``PoolRiskConfig``) are pool configuration and live in ``portfolio``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
-from portfolio.models import FRACTION, MONEY, QUANTITY, Commitment, Entity, Pool, fraction_check
+from portfolio.models import MONEY, QUANTITY, Commitment, Entity, Pool
 
 
 class OrderSide(models.TextChoices):
@@ -142,33 +145,3 @@ class RiskEvaluation(models.Model):
 
     def __str__(self) -> str:
         return f"{'passed' if self.passed else 'failed'} for order {self.order_id}"
-
-
-class PoolRiskConfig(models.Model):
-    """The execution service's own limits: a second line of defence behind the engine."""
-
-    pool = models.OneToOneField(Pool, on_delete=models.CASCADE, related_name="risk_config")
-    max_open_commitments = models.PositiveIntegerField(default=10)
-    max_sector_pct = models.DecimalField(**FRACTION, default=Decimal("0.4"))
-    max_daily_loss_pct = models.DecimalField(**FRACTION, default=Decimal("0.05"))
-    max_order_notional = models.DecimalField(**MONEY, default=Decimal("10000"))
-    max_orders_per_minute = models.PositiveIntegerField(default=120)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        db_table = "pool_risk_configs"
-        verbose_name = "pool risk configuration"
-        constraints = [
-            models.CheckConstraint(
-                condition=fraction_check("max_sector_pct"), name="poolrisk_sector_frac"
-            ),
-            models.CheckConstraint(
-                condition=fraction_check("max_daily_loss_pct"), name="poolrisk_loss_frac"
-            ),
-            models.CheckConstraint(
-                condition=Q(max_order_notional__gt=0), name="poolrisk_notional_positive"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"Risk limits of {self.pool}"

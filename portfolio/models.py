@@ -455,6 +455,11 @@ class EngineConfig(models.Model):
     tier_upgrade_reserve_pct = models.DecimalField(**FRACTION, default=Decimal("0.2"))
     tier_upgrade_max_drawdown = models.DecimalField(**FRACTION, default=Decimal("0.05"))
     success_rate_lookback_days = models.PositiveIntegerField(default=30)
+    min_closed_for_success_rate = models.PositiveIntegerField(
+        default=5,
+        help_text="Closed commitments the lookback window must hold before its success rate "
+        "counts as evidence for a tier change",
+    )
     risk_free_rate = models.DecimalField(
         **FRACTION, default=Decimal("0"), help_text="Annual, for the Sharpe ratio (0.04 = 4 %)"
     )
@@ -478,6 +483,7 @@ class EngineConfig(models.Model):
         "ticker_cooldown_hours",
         "atr_period",
         "success_rate_lookback_days",
+        "min_closed_for_success_rate",
     )
 
     class Meta:
@@ -510,3 +516,128 @@ class EngineConfig(models.Model):
 
     def __str__(self) -> str:
         return f"Engine configuration of {self.pool}"
+
+
+class PoolRiskConfig(models.Model):
+    """The execution gate's own limits of a pool: a second line of defence behind the engine.
+
+    Pool configuration like ``EngineConfig``: read by the worker's risk evaluation
+    (``execution.risk``), changed only through ``portfolio.actions.change_pool_risk_limits``.
+    """
+
+    pool = models.OneToOneField(Pool, on_delete=models.CASCADE, related_name="risk_config")
+    max_open_commitments = models.PositiveIntegerField(default=10)
+    max_sector_pct = models.DecimalField(**FRACTION, default=Decimal("0.4"))
+    max_daily_loss_pct = models.DecimalField(**FRACTION, default=Decimal("0.05"))
+    max_order_notional = models.DecimalField(**MONEY, default=Decimal("10000"))
+    max_orders_per_minute = models.PositiveIntegerField(default=120)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "pool_risk_configs"
+        verbose_name = "pool risk configuration"
+        constraints = [
+            models.CheckConstraint(
+                condition=fraction_check("max_sector_pct"), name="poolrisk_sector_frac"
+            ),
+            models.CheckConstraint(
+                condition=fraction_check("max_daily_loss_pct"), name="poolrisk_loss_frac"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_order_notional__gt=0), name="poolrisk_notional_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Risk limits of {self.pool}"
+
+
+class FillSide(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class Fill(models.Model):
+    """One fill booked into the pool's books: units bought or sold at a value, and what it moved.
+
+    Written by ``portfolio.books.book_fill`` in the transaction that stores the broker's answer.
+    ``order_filled_quantity`` is the order's cumulative filled quantity after this fill, so each
+    increment of an order is booked once (unique per order).
+    """
+
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="fills")
+    entity = models.ForeignKey(Entity, on_delete=models.PROTECT, related_name="fills")
+    commitment = models.ForeignKey(
+        Commitment, on_delete=models.PROTECT, null=True, blank=True, related_name="fills"
+    )
+    order = models.ForeignKey(
+        "execution.Order", on_delete=models.PROTECT, null=True, blank=True, related_name="fills"
+    )
+    side = models.CharField(max_length=4, choices=FillSide.choices)
+    units = models.DecimalField(**QUANTITY)
+    value = models.DecimalField(**MONEY, help_text="Value per unit")
+    order_filled_quantity = models.DecimalField(**QUANTITY)
+    realized_gain = models.DecimalField(**MONEY, null=True, blank=True)
+    reason = models.CharField(max_length=32, blank=True, help_text="Why the order was placed")
+    booked_at = models.DateTimeField(help_text="When the broker filled it")
+
+    class Meta:
+        db_table = "fills"
+        ordering = ["-booked_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(units__gt=0), name="fill_units_positive"),
+            models.CheckConstraint(condition=Q(value__gt=0), name="fill_value_positive"),
+            models.UniqueConstraint(
+                fields=["order", "order_filled_quantity"], name="one_booking_per_fill_increment"
+            ),
+        ]
+        indexes = [models.Index(fields=["pool", "booked_at"], name="fill_pool_booked_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.units} {self.entity_id} at {self.value}"
+
+
+class OperatorActionKind(models.TextChoices):
+    CREATE_POOL = "create_pool", "Create pool"
+    HALT = "halt", "Halt"
+    RESUME = "resume", "Resume"
+    SET_RISK_TIER = "set_risk_tier", "Set risk tier"
+    CLEAR_BREAKER = "clear_breaker", "Clear circuit breaker"
+    CHANGE_ENGINE_CONFIG = "change_engine_config", "Change engine configuration"
+    CHANGE_POOL_RISK_LIMITS = "change_pool_risk_limits", "Change pool risk limits"
+    CHANGE_TIER_CONFIG = "change_tier_config", "Change risk tier parameters"
+
+
+class OperatorAction(models.Model):
+    """The audit row of one operator action: who, when, what, before → after, and why.
+
+    Written by ``portfolio.actions`` in the same transaction as the change itself, whichever
+    interface (admin, command, API) asked for it. Append-only.
+    """
+
+    pool = models.ForeignKey(
+        Pool, on_delete=models.PROTECT, null=True, blank=True, related_name="operator_actions"
+    )
+    action = models.CharField(max_length=32, choices=OperatorActionKind.choices)
+    actor = models.CharField(max_length=150)
+    reason = models.CharField(max_length=500)
+    via = models.CharField(max_length=20, blank=True, help_text="admin, command or api")
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "operator_actions"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["pool", "-created_at"], name="opaction_pool_created_idx"),
+            models.Index(fields=["action", "-created_at"], name="opaction_action_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(actor="") & ~Q(reason=""), name="opaction_actor_reason_required"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor}"
