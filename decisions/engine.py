@@ -1,4 +1,5 @@
-"""The decision cycle (source, page 6, "_decision_loop"): orchestration around the pure rules.
+"""The decision cycle (the source, 'The Decision Execution Engine Loop', ``_decision_loop``):
+orchestration around the pure rules.
 
 One cycle for one pool, as of ``now``:
 
@@ -44,20 +45,12 @@ from decisions.rules import (
 )
 from decisions.sizing import ZERO, SizingConfig
 from execution.dispatch import enqueue_orders, queued_order
-from execution.models import PENDING_STATUSES, Order, OrderReason, OrderSide
+from execution.models import Order, OrderReason, OrderSide
+from execution.selectors import pool_as_of
 from portfolio.correlation import compute_return_correlations, weighted_average_correlation
 from portfolio.market_calendar import get_market_calendar
 from portfolio.models import EngineConfig, PerformanceReport, Pool
-from portfolio.services import (
-    get_engine_config,
-    load_breaker_state,
-    load_market_data,
-    open_commitment_rows,
-    rule_config,
-    tier_params,
-    to_positions,
-)
-from portfolio.valuation import compute_pool_exposure, compute_total_value, count_declining
+from portfolio.selectors import get_engine_config, rule_config
 from project.bulk import bulk_insert
 
 logger = logging.getLogger(__name__)
@@ -130,21 +123,18 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
         result.candidates = len(rows)
         if not rows:
             return result
-        tier = tier_params(pool.risk_tier)
-
-        commitments = open_commitment_rows(pool)
-        pending = list(
-            Order.objects.filter(pool=pool, status__in=PENDING_STATUSES).values_list(
-                "entity_id", "entity__sector", "side", "quantity", "estimated_value"
-            )
-        )
-        symbols = {r["entity_id"] for r in rows} | {c[1] for c in commitments}
-        symbols |= {p[0] for p in pending}
         lookback = max(config.correlation_lookback_sessions, config.atr_period) + 1
-        market = load_market_data(symbols, now, lookback, calendar)
-        positions = to_positions(commitments, market.latest)
-        breakers = load_breaker_state(pool, now)
-        current_session = calendar.current_session(now)
+        state = pool_as_of(
+            pool,
+            now,
+            sessions=lookback,
+            extra_symbols={r["entity_id"] for r in rows},
+            config=config,
+            calendar=calendar,
+        )
+        market = state.market
+        breakers = state.breakers
+        current_session = state.session
         # Descending dates, so the dict keeps each entity's nearest report ahead.
         report_dates = dict(
             PerformanceReport.objects.filter(
@@ -177,55 +167,34 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
             else {}
         )
 
-        # The pool as the rules see it, pending entry orders counted as commitments.
-        sector_values: dict[str, Decimal] = {}
-        commitment_values: dict[str, Decimal] = {}
-        open_units: dict[str, Decimal] = {}
-        held: dict[str, tuple[int, Decimal]] = {
-            p.symbol: (p.commitment_id, p.entry_value) for p in positions
-        }
-        for p in positions:
-            sector_values[p.sector] = sector_values.get(p.sector, ZERO) + p.market_value
-            commitment_values[p.symbol] = p.market_value
-            open_units[p.symbol] = p.units
-        pending_cost = ZERO
-        pending_heat = ZERO
-        exits_pending: set[str] = set()
-        for symbol, sector, side, quantity, estimate in pending:
-            if side == OrderSide.SELL:
-                exits_pending.add(symbol)
-                continue
-            cost = quantity * estimate
-            pending_cost += cost
-            sector_values[sector] = sector_values.get(sector, ZERO) + cost
-            commitment_values[symbol] = commitment_values.get(symbol, ZERO) + cost
-            atr = market.atr(symbol, config.atr_period)
-            if atr is not None:
-                pending_heat += quantity * atr * tier.stop_loss_atr_multiplier
-        total_value = compute_total_value(pool.cash, positions)
+        # The pool as the rules see it: the read model, pending entry orders counted as
+        # commitments.
         view = PoolView(
-            tier=tier,
-            total_value=total_value,
-            reserve_balance=pool.reserve_balance,
-            cash=pool.cash - pool.reserve_balance - pending_cost,
-            halted=pool.halted,
+            tier=state.tier,
+            total_value=state.total_value,
+            reserve_balance=state.reserve_balance,
+            cash=state.spendable_cash,
+            halted=state.halted,
             active_breakers=breakers.pool_wide,
             breaker_until=breakers.until,
             entity_cooldowns=breakers.entity_cooldowns,
             in_execution_window=calendar.is_open(now),
-            active_commitments=len(commitment_values),
-            declining_commitments=count_declining(positions, config.declining_loss_pct),
-            sector_values=sector_values,
-            pool_exposure=compute_pool_exposure(positions) + pending_heat,
-            commitment_values=commitment_values,
+            active_commitments=state.active_commitments,
+            declining_commitments=state.declining(config.declining_loss_pct),
+            sector_values=state.sector_values,
+            pool_exposure=state.pool_exposure + state.pending_heat,
+            commitment_values=state.commitment_values,
         )
+        held = state.held
+        open_units = {symbol: p.units for symbol, p in held.items()}
+        exits_pending = set(state.exits_pending)
 
         # Correlation of every candidate with the holdings, from one matrix.
         correlations = compute_return_correlations(
             market.closes, window=config.correlation_lookback_sessions
         )
         weights = np.zeros(len(market.symbols))
-        for symbol, value in commitment_values.items():
+        for symbol, value in state.commitment_values.items():
             weights[market.index[symbol]] = float(value)
 
         checks_cfg = check_config(config)
@@ -277,15 +246,15 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
             new_records.append(record)
             if evaluation.outcome == "act":
                 sizing = evaluation.sizing
-                commitment_id = held[symbol][0] if symbol in held else None
+                commitment_id = held[symbol].commitment_id if symbol in held else None
                 orders.append(
                     (record, OrderSide.BUY, sizing.units, candidate.current_value, commitment_id)
                 )
                 view = apply_act(view, candidate, sizing)
                 weights[i] += float(sizing.dollar_amount)
             elif evaluation.outcome == "defer":
-                commitment_id, entry_value = held[symbol]
-                estimate = candidate.current_value or entry_value
+                commitment_id = held[symbol].commitment_id
+                estimate = candidate.current_value or held[symbol].entry_value
                 orders.append(
                     (record, OrderSide.SELL, evaluation.exit_units, estimate, commitment_id)
                 )
@@ -432,13 +401,13 @@ def run_engine_pass(pool_id: int, now: datetime) -> PassResult:
     Used by ``run_engine --once`` and the demo, where a simulated clock drives everything; in
     production the django-q2 cluster runs the same functions on their schedules.
     """
-    from execution.worker import drain_queued_orders
-    from portfolio.loops import (
+    from decisions.loops import (
         run_performance_loop,
         run_rebalancer,
         run_risk_threshold_monitor,
         run_risk_tier_scheduler,
     )
+    from execution.worker import drain_queued_orders
 
     loops = [
         run_risk_threshold_monitor(pool_id, now, dispatch=False),

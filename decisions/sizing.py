@@ -19,7 +19,8 @@ step by step, in the source's order:
    than the spendable cash
 
 Every number is ``Decimal``: dollars in currency units, fractions as fractions (0.05 = 5 %).
-A rejection is data (``rejected=True`` and a ``reason``), never an exception.
+A rejection is data (``rejected=True`` and a ``reason``, a ``decisions.vocabulary.SkipReason``
+member), never an exception.
 """
 
 from __future__ import annotations
@@ -27,23 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
+from decisions.vocabulary import SkipReason
+from portfolio.tiers import TierParams
+
 ZERO = Decimal("0")
 ONE = Decimal("1")
 HALF = Decimal("0.5")
 CENT = Decimal("0.0001")
-
-
-@dataclass(frozen=True)
-class TierParams:
-    """A risk tier's parameters (the source's tier table); fractions are fractions."""
-
-    name: str
-    min_confidence: Decimal
-    max_position_pct: Decimal
-    stop_loss_atr_multiplier: Decimal
-    reward_risk_ratio: Decimal
-    max_sector_pct: Decimal
-    max_portfolio_heat: Decimal
 
 
 @dataclass(frozen=True)
@@ -107,14 +98,15 @@ class SizingStep:
 
 @dataclass(frozen=True)
 class CommitmentSizeResult:
-    """The sizer's answer: the final amount, or a rejection with its reason.
+    """The sizer's answer: the final amount, or a rejection with its reason (a ``SkipReason``;
+    ``""`` when not rejected).
 
     ``dollar_amount`` is units × current value (currency), ``allocation_pct`` the fraction of
     the active pool it represents, ``steps`` the waterfall and ``notes`` its readable lines.
     """
 
     rejected: bool
-    reason: str
+    reason: SkipReason | str
     dollar_amount: Decimal
     units: Decimal
     allocation_pct: Decimal
@@ -168,7 +160,7 @@ class _Waterfall:
         self,
         *,
         rejected: bool,
-        reason: str = "",
+        reason: SkipReason | str = "",
         dollars: Decimal = ZERO,
         units: Decimal = ZERO,
         active_pool: Decimal = ZERO,
@@ -200,7 +192,7 @@ def size_commitment(
     corr = candidate.correlation
     if active_pool <= 0:
         w.add("active_pool", ZERO, ZERO, f"Active pool is {_money(active_pool)}: nothing to size")
-        return w.result(rejected=True, reason="insufficient_active_pool", correlation=corr)
+        return w.result(rejected=True, reason=SkipReason.INSUFFICIENT_ACTIVE_POOL, correlation=corr)
 
     # 1. Base allocation from the tier and the confidence.
     base_pct = tier.max_position_pct * HALF
@@ -241,7 +233,9 @@ def size_commitment(
                 f"Existing commitment {_money(candidate.existing_value)} already at the tier "
                 f"maximum {_money(max_position_dollars)}",
             )
-            return w.result(rejected=True, reason="position_limit_reached", correlation=corr)
+            return w.result(
+                rejected=True, reason=SkipReason.POSITION_LIMIT_REACHED, correlation=corr
+            )
         if dollars > position_room:
             dollars = w.add(
                 "position_room",
@@ -279,7 +273,7 @@ def size_commitment(
                 f"Weighted correlation {c} above {reject_at}: rejected",
                 correlation=str(c),
             )
-            return w.result(rejected=True, reason="correlation_too_high", correlation=corr)
+            return w.result(rejected=True, reason=SkipReason.CORRELATION_TOO_HIGH, correlation=corr)
         if c >= reduce_at:
             factor = ONE - (c - reduce_at) / (reject_at - reduce_at)
             scaled = dollars * factor
@@ -295,7 +289,9 @@ def size_commitment(
             )
             if dollars <= 0:
                 w.correlation_check = "rejected"
-                return w.result(rejected=True, reason="correlation_too_high", correlation=corr)
+                return w.result(
+                    rejected=True, reason=SkipReason.CORRELATION_TOO_HIGH, correlation=corr
+                )
         else:
             w.correlation_check = "passed"
             w.add(
@@ -321,7 +317,7 @@ def size_commitment(
             sector_value=_money(sector_value),
             sector_limit=_money(sector_limit),
         )
-        return w.result(rejected=True, reason="sector_limit_reached", correlation=corr)
+        return w.result(rejected=True, reason=SkipReason.SECTOR_LIMIT_REACHED, correlation=corr)
     room = sector_limit - sector_value
     if dollars > room:
         w.sector_check = "reduced"
@@ -387,7 +383,7 @@ def size_commitment(
             f"{config.report_reject_sessions}): rejected",
             sessions_away=away,
         )
-        return w.result(rejected=True, reason="performance_report_imminent", correlation=corr)
+        return w.result(rejected=True, reason=SkipReason.REPORT_TOO_CLOSE, correlation=corr)
     elif away <= config.report_reduce_sessions:
         w.report_proximity = "reduced"
         dollars = w.add(
@@ -412,7 +408,7 @@ def size_commitment(
     value = candidate.current_value
     if candidate.atr is None:
         w.add("pool_exposure", dollars, ZERO, "Not enough bars to compute the ATR: rejected")
-        return w.result(rejected=True, reason="insufficient_history", correlation=corr)
+        return w.result(rejected=True, reason=SkipReason.INSUFFICIENT_HISTORY, correlation=corr)
     # The units this amount buys, within the spendable cash: the heat is that of what would
     # actually be bought.
     spendable = max(candidate.available_cash, ZERO)
@@ -438,7 +434,7 @@ def size_commitment(
             f"({_money(heat_cap)}): rejected",
             **heat_data,
         )
-        return w.result(rejected=True, reason="pool_exposure_limit", correlation=corr)
+        return w.result(rejected=True, reason=SkipReason.POOL_EXPOSURE_LIMIT, correlation=corr)
     w.add(
         "pool_exposure",
         dollars,
@@ -451,7 +447,7 @@ def size_commitment(
     cash_note = f"; limited by spendable cash {_money(spendable)}" if cash_limited else ""
     final = units * value
     if units <= 0:
-        reason = "insufficient_cash" if cash_note else "zero_units"
+        reason = SkipReason.INSUFFICIENT_CASH if cash_note else SkipReason.ZERO_UNITS
         w.add(
             "units",
             dollars,

@@ -1,14 +1,22 @@
-"""The execution worker (source, page 6, "Execution Service Processing"): orchestration.
+"""The execution worker (the source, 'Execution Service Processing'): orchestration.
 
 ``process_order(order_id)`` takes one ``queued`` order through:
 
 1. claim: lock the row (``SKIP LOCKED`` on PostgreSQL, so two workers never take the same
-   order), check its idempotency key, run the risk evaluation against ``PoolRiskConfig`` and
-   the account, store the evaluation whatever the outcome, and mark the order ``submitting``,
-   all in one transaction;
+   order) and its pool, check its idempotency key, run the execution gate
+   (``execution.risk.evaluate_order``) against ``PoolRiskConfig``, the account and the trading
+   state as of now, store the evaluation whatever the outcome, and mark the order
+   ``submitting`` or ``risk_rejected``, all in one transaction;
 2. submit to the adapter, outside any transaction (a network call never holds a lock);
-3. store the broker's answer; a fill opens, adds to or closes the commitment and moves cash,
-   in one transaction with the order.
+3. store the broker's answer; a fill is booked by ``portfolio.books.book_fill`` (the
+   commitment opened, added to or closed, the cash moved) in one transaction with the order.
+
+The gate is the one every order passes, so the trading state is judged when the order is
+about to leave, not only when it was decided: an entry queued before a halt, a pool-wide
+breaker or its entity's loss cooldown (or handed out again by the sweeper after one) is
+``risk_rejected`` with the reason in its ``RiskEvaluation``; a halted pool lets only exits of
+units held through. The pool row stays locked from the claim to the decision to submit, so a
+halt committed before the claim is seen, and one committed after it waits for the claim.
 
 Fail-closed: an order is submitted only from ``queued``, and it leaves ``queued`` in the same
 transaction that decides to submit it. A crash after step 1 leaves it ``submitting``; a
@@ -39,22 +47,19 @@ from execution.adapters import (
 from execution.keys import derive_idempotency_key
 from execution.models import (
     Order,
-    OrderSide,
     OrderStatus,
-    PoolRiskConfig,
     RiskEvaluation,
 )
 from execution.risk import OrderRiskInput, PoolRiskLimits, evaluate_order
+from execution.selectors import pool_as_of
+from portfolio.books import book_fill
 from portfolio.market_calendar import get_market_calendar
-from portfolio.models import AdapterKind, Commitment, CommitmentStatus, Pool
-from portfolio.risk_levels import compute_initial_levels
-from portfolio.services import (
+from portfolio.models import AdapterKind, Pool
+from portfolio.selectors import (
     get_engine_config,
+    get_pool_risk_config,
     latest_value,
-    load_market_data,
     rule_config,
-    tier_params,
-    value_pool,
 )
 
 logger = logging.getLogger(__name__)
@@ -170,16 +175,18 @@ def _claim(order_id: int, now: datetime) -> tuple[Order, OrderRequest] | Process
 
 
 def _limits(pool: Pool) -> PoolRiskLimits:
-    config, _ = PoolRiskConfig.objects.get_or_create(pool=pool)
-    return rule_config(PoolRiskLimits, config)
+    return rule_config(PoolRiskLimits, get_pool_risk_config(pool))
 
 
 def _risk_input(order: Order, pool: Pool, now: datetime) -> OrderRiskInput:
-    """The account state for the risk evaluation. A fixed handful of queries."""
-    valuation = value_pool(pool, now, extra_symbols={order.entity_id})
-    positions = valuation.positions
+    """The account and trading state for the risk evaluation, from the read model as of
+    ``now``: the halt of the locked ``pool`` row, the breakers in force (an expired or cleared
+    one is not), the entity's cooldown. A fixed handful of queries."""
+    state = pool_as_of(pool, now, extra_symbols={order.entity_id})
+    positions = state.positions
     sector = order.entity.sector
-    held = {p.symbol: p for p in positions}
+    held = state.held
+    breakers = state.breakers
     return OrderRiskInput(
         side=order.side,
         symbol=order.entity_id,
@@ -189,14 +196,18 @@ def _risk_input(order: Order, pool: Pool, now: datetime) -> OrderRiskInput:
         opens_new_commitment=order.entity_id not in held,
         open_commitments=len(positions),
         sector_value=sum((p.market_value for p in positions if p.sector == sector), Decimal("0")),
-        total_value=valuation.total_value,
-        daily_gain=valuation.daily_gain,
+        total_value=state.total_value,
+        daily_gain=state.daily_gain,
         orders_last_minute=Order.objects.filter(
             pool=pool, submitted_at__gt=now - timedelta(minutes=1)
         )
         .exclude(pk=order.pk)
         .count(),
         held_units=held[order.entity_id].units if order.entity_id in held else Decimal("0"),
+        halted=state.halted,
+        breakers_in_force=breakers.pool_wide,
+        breaker_until=breakers.until,
+        entity_cooldown_until=breakers.entity_cooldowns.get(order.entity_id),
     )
 
 
@@ -232,88 +243,24 @@ def record_response(
             order.filled_quantity = response.filled_quantity
             order.fill_value = response.fill_value
             order.filled_at = response.filled_at or now
-            _apply_fill(order, pool, now)
+            booked = book_fill(
+                pool,
+                entity_id=order.entity_id,
+                side=order.side,
+                units=order.filled_quantity,
+                value=order.fill_value,
+                filled_at=order.filled_at,
+                now=now,
+                reason=order.reason,
+                order_id=order.pk,
+                order_filled_quantity=order.filled_quantity,
+            )
+            order.commitment = booked.commitment or order.commitment
+            order.realized_gain = booked.realized_gain
         order.save()
     if order.status == OrderStatus.UNKNOWN:
         logger.warning("order %s: outcome unknown (%s); reconcile", order_id, response.reason)
     return ProcessResult(order_id, order.status, order.status_reason)
-
-
-def _apply_fill(order: Order, pool: Pool, now: datetime) -> None:
-    quantity = order.filled_quantity
-    value = order.fill_value
-    commitment = (
-        Commitment.objects.select_for_update()
-        .filter(pool=pool, entity_id=order.entity_id, status=CommitmentStatus.OPEN)
-        .first()
-    )
-    if order.side == OrderSide.BUY:
-        pool.cash -= quantity * value
-        config = get_engine_config(pool)
-        tier = tier_params(pool.risk_tier)
-        market = load_market_data({order.entity_id}, now, config.atr_period + 1)
-        atr = market.atr(order.entity_id, config.atr_period)
-        if commitment is None:
-            commitment = Commitment(
-                pool=pool,
-                entity_id=order.entity_id,
-                units=quantity,
-                entry_value=value,
-                entry_cost=quantity * value,
-                risk_tier=tier.name,
-                atr_at_entry=atr,
-                atr=atr,
-                highest_value=value,
-                opened_at=order.filled_at,
-            )
-            previous_stop = None
-        else:
-            units = commitment.units + quantity
-            commitment.entry_value = (
-                (commitment.units * commitment.entry_value + quantity * value) / units
-            ).quantize(Decimal("0.0001"))
-            commitment.entry_cost += quantity * value
-            commitment.units = units
-            commitment.highest_value = max(commitment.highest_value or value, value)
-            commitment.atr = atr or commitment.atr
-            previous_stop = commitment.risk_threshold
-        if commitment.atr:
-            levels = compute_initial_levels(
-                commitment.entry_value,
-                commitment.atr,
-                tier.stop_loss_atr_multiplier,
-                tier.reward_risk_ratio,
-            )
-            # A stop never loosens, an add included.
-            commitment.risk_threshold = max(levels.risk_threshold, previous_stop or Decimal("0"))
-            commitment.gain_target = levels.gain_target
-        else:
-            logger.warning("order %s: no ATR for %s; no risk levels", order.pk, order.entity_id)
-        commitment.save()
-        order.commitment = commitment
-    else:
-        if commitment is None:
-            # The risk evaluation checks units held, so this means the books and the broker
-            # disagree: record the fill and leave the commitment for reconciliation.
-            logger.error("order %s: sell filled without an open commitment", order.pk)
-            pool.cash += quantity * value
-            pool.save(update_fields=["cash", "updated_at"])
-            return
-        realized = (value - commitment.entry_value) * quantity
-        pool.cash += quantity * value
-        commitment.units -= quantity
-        commitment.entry_cost -= commitment.entry_value * quantity
-        commitment.realized_gain += realized
-        order.realized_gain = realized
-        order.commitment = commitment
-        if commitment.units <= 0:
-            commitment.units = Decimal("0")
-            commitment.status = CommitmentStatus.CLOSED
-            commitment.closed_at = order.filled_at
-            commitment.exit_value = value
-            commitment.close_reason = order.reason
-        commitment.save()
-    pool.save(update_fields=["cash", "updated_at"])
 
 
 def queued_order_ids(pool: Pool | None = None) -> list[int]:

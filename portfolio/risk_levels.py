@@ -1,10 +1,9 @@
 """Initial risk threshold (stop) and gain target (take profit) of a commitment, from its ATR.
 
 Implements "computes initial levels from ATR and risk tier parameters" of the RiskThresholdManager
-in "The Decision Execution Engine Loop" of the source document
-(/work/shared/seed/000_c0d7894b6044cb96.txt), with the tier parameters of "Risk Tier
-Auto-Adjustment" (stop_loss_atr_multiplier 1.5 / 2.0 / 2.5, reward_risk_ratio 2.0 / 1.5 / 1.2).
-/work/shared/DESIGN.md ("Loops", risk threshold monitor) gives the formulas:
+in "The Decision Execution Engine Loop" of the source document, with the tier parameters of "Risk
+Tier Auto-Adjustment" (stop_loss_atr_multiplier 1.5 / 2.0 / 2.5, reward_risk_ratio 2.0 / 1.5 /
+1.2). The design ("Loops", risk threshold monitor) gives the formulas:
 stop = entry − ATR × multiplier, target = entry + (entry − stop) × reward_risk_ratio. Trailing and
 tightening of the levels are separate rules.
 """
@@ -14,7 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-__all__ = ["LEVEL_QUANTUM", "RiskLevels", "compute_initial_levels"]
+__all__ = [
+    "LEVEL_QUANTUM",
+    "RiskLevels",
+    "compute_initial_levels",
+    "levels_at_entry",
+    "never_loosen",
+]
 
 LEVEL_QUANTUM = Decimal("0.0001")
 
@@ -65,3 +70,32 @@ def compute_initial_levels(
     gain_target = entry_value + (entry_value - risk_threshold) * reward_risk_ratio
     gain_target = gain_target.quantize(LEVEL_QUANTUM, rounding=ROUND_CEILING)
     return RiskLevels(risk_threshold=risk_threshold, gain_target=gain_target)
+
+
+def never_loosen(previous_stop: Decimal | None, proposed_stop: Decimal) -> Decimal:
+    """The stop to keep: the proposed one, but never below the stop already in force.
+
+    The one place the rule "a stop never loosens" is written: a fill that adds to a commitment,
+    a re-evaluation on a new ATR, trailing and tightening all pass their candidate through it.
+    """
+    if previous_stop is None:
+        return proposed_stop
+    return max(previous_stop, proposed_stop)
+
+
+def levels_at_entry(
+    entry_value: Decimal,
+    atr: Decimal,
+    stop_loss_atr_multiplier: Decimal,
+    reward_risk_ratio: Decimal,
+    *,
+    previous_stop: Decimal | None = None,
+) -> RiskLevels:
+    """The levels of a commitment at its (average) entry value: ``compute_initial_levels``,
+    with the stop kept at ``previous_stop`` when that is higher (an add never loosens it).
+
+    Used by the books when a fill opens or adds to a commitment and by the risk threshold
+    monitor when a commitment has no levels yet.
+    """
+    levels = compute_initial_levels(entry_value, atr, stop_loss_atr_multiplier, reward_risk_ratio)
+    return RiskLevels(never_loosen(previous_stop, levels.risk_threshold), levels.gain_target)

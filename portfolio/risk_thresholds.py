@@ -1,11 +1,11 @@
 """RiskThresholdManager rules: re-evaluation, trailing and tightening of a commitment's levels.
 
 Implements the RiskThresholdManager of ``_risk_threshold_monitor()`` in "The Decision Execution
-Engine Loop" of the source document (/work/shared/seed/000_c0d7894b6044cb96.txt): it
+Engine Loop" of the source document: it
 "re-evaluates [the levels] when volatility shifts materially (ATR change > 10%), activates
 trailing thresholds when the value moves more than 50% toward the gain target, and tightens
 thresholds proactively when pool exposure exceeds 80% of the maximum", and the monitor acts "when
-a value crosses a risk threshold or gain target". /work/shared/DESIGN.md ("Loops", risk threshold
+a value crosses a risk threshold or gain target". The design ("Loops", risk threshold
 monitor) gives the formulas and the rule that stops never loosen. The initial levels come from
 ``portfolio.risk_levels``.
 
@@ -21,7 +21,7 @@ from enum import StrEnum
 
 from portfolio.formatting import format_percent as _percent
 from portfolio.indicators import atr_change_fraction
-from portfolio.risk_levels import LEVEL_QUANTUM, compute_initial_levels
+from portfolio.risk_levels import LEVEL_QUANTUM, compute_initial_levels, never_loosen
 
 __all__ = [
     "CommitmentLevels",
@@ -161,7 +161,7 @@ def update_levels(
             )
         elif fresh.risk_threshold > stop:
             notes.append(f"stop raised {_price(stop)} → {_price(fresh.risk_threshold)}")
-            stop = fresh.risk_threshold
+        stop = never_loosen(stop, fresh.risk_threshold)
         if fresh.gain_target != target:
             notes.append(f"gain target {_price(target)} → {_price(fresh.gain_target)}")
             target = fresh.gain_target
@@ -178,7 +178,7 @@ def update_levels(
         candidate = _stop_candidate(highest - current_atr * stop_loss_atr_multiplier)
         if candidate > stop:
             notes.append(f"trailing stop raised {_price(stop)} → {_price(candidate)}")
-            stop = candidate
+        stop = never_loosen(stop, candidate)
 
     # (d) Proactive tightening while the pool runs hot.
     if heat_ratio > config.heat_tighten_pct:
@@ -189,7 +189,7 @@ def update_levels(
                 f"stop tightened: pool exposure {_percent(heat_ratio)} of its maximum "
                 f"({_price(stop)} → {_price(candidate)})"
             )
-            stop = candidate
+        stop = never_loosen(stop, candidate)
 
     new_levels = replace(
         levels,

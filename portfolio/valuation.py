@@ -17,7 +17,8 @@ ZERO = Decimal("0")
 
 @dataclass(frozen=True)
 class PositionView:
-    """An open commitment as valuation sees it."""
+    """An open commitment as valuation sees it; its levels (price units) ride along for the
+    pages that show them."""
 
     commitment_id: int
     symbol: str
@@ -27,6 +28,9 @@ class PositionView:
     current_value: Decimal | None
     risk_threshold: Decimal | None
     opened_at: datetime | None = None
+    gain_target: Decimal | None = None
+    trailing_active: bool = False
+    atr: Decimal | None = None
 
     @property
     def mark(self) -> Decimal:

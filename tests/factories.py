@@ -9,10 +9,16 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from decisions.models import Recommendation
-from execution.models import PoolRiskConfig
+from portfolio.actions import create_pool
 from portfolio.market_calendar import get_market_calendar
-from portfolio.models import EngineConfig, Entity, MarketSnapshot, PerformanceReport, Pool
-from portfolio.services import create_pool
+from portfolio.models import (
+    EngineConfig,
+    Entity,
+    MarketSnapshot,
+    PerformanceReport,
+    Pool,
+    PoolRiskConfig,
+)
 
 NEW_YORK = ZoneInfo("America/New_York")
 _ids = itertools.count(1)
@@ -30,7 +36,13 @@ def make_pool(
 ) -> Pool:
     """A pool with an absolute cap high enough not to mask the other sizing steps."""
     pool = create_pool(
-        name or f"pool-{next(_ids)}", mode=mode, cash=Decimal(cash), tier=tier, now=now
+        name or f"pool-{next(_ids)}",
+        mode=mode,
+        cash=Decimal(cash),
+        tier=tier,
+        now=now,
+        actor="tests",
+        reason="test pool",
     )
     EngineConfig.objects.filter(pool=pool).update(
         absolute_commitment_cap=Decimal(cap), **engine_settings
