@@ -1,4 +1,5 @@
-"""The four loops beside the decision loop (source, page 6): orchestration around pure rules.
+"""The four loops beside the decision loop (the source, 'The Decision Execution Engine Loop'):
+orchestration around the pure rules of ``portfolio``.
 
 - ``run_risk_threshold_monitor``: levels from ATR (re-evaluation, trailing, tightening), exits at
   the risk threshold or the gain target, the single-commitment and volatility breakers;
@@ -25,8 +26,10 @@ from django.db import transaction
 from django.db.models import Sum
 
 from execution.dispatch import enqueue_orders, queued_order
-from execution.models import PENDING_STATUSES, Order, OrderReason, OrderSide
-from portfolio.breakers import active_events, record_trigger
+from execution.models import Order, OrderReason, OrderSide
+from execution.selectors import pool_as_of
+from portfolio.books import levels_of, refresh_levels
+from portfolio.breakers import record_trigger
 from portfolio.circuit_breaker import (
     BreakerConfig,
     check_daily_loss,
@@ -55,21 +58,8 @@ from portfolio.reserve import (
     should_emergency_liquidate,
     siphon_profit,
 )
-from portfolio.risk_levels import compute_initial_levels
-from portfolio.risk_thresholds import (
-    CommitmentLevels,
-    Crossing,
-    ThresholdConfig,
-    check_crossing,
-    update_levels,
-)
-from portfolio.services import (
-    PoolValuation,
-    get_engine_config,
-    rule_config,
-    tier_params,
-    value_pool,
-)
+from portfolio.risk_thresholds import Crossing, ThresholdConfig, check_crossing
+from portfolio.selectors import PoolState, get_engine_config, rule_config
 from portfolio.tier_controller import TierMetrics, TierRules, evaluate_tier
 
 logger = logging.getLogger(__name__)
@@ -138,12 +128,9 @@ def _exit_order(
     )
 
 
-def _pending_exits(pool: Pool) -> set[int]:
-    return set(
-        Order.objects.filter(
-            pool=pool, side=OrderSide.SELL, status__in=PENDING_STATUSES
-        ).values_list("commitment_id", flat=True)
-    )
+def state_exits(state: PoolState) -> set[int]:
+    """Commitments with an exit order pending: the loops never add a second one."""
+    return {o.commitment_id for o in state.pending if not o.is_entry}
 
 
 def _exit_attempts(commitment_ids: list[int]) -> dict[int, int]:
@@ -182,19 +169,20 @@ def run_risk_threshold_monitor(
             result.ran, result.detail = False, "exchange closed"
             return result
         config = get_engine_config(pool)
-        tier = tier_params(pool.risk_tier)
         commitments = list(
             Commitment.objects.select_for_update().filter(pool=pool, status=CommitmentStatus.OPEN)
         )
         if not commitments:
             return result
-        valuation = value_pool(pool, now, sessions=config.atr_period * 3, calendar=calendar)
-        market = valuation.market
-        heat_cap = tier.max_portfolio_heat * valuation.active_pool
-        heat_ratio = valuation.pool_exposure / heat_cap if heat_cap > 0 else Decimal("0")
+        state = pool_as_of(
+            pool, now, sessions=config.atr_period * 3, config=config, calendar=calendar
+        )
+        tier = state.tier
+        market = state.market
+        heat_ratio = state.exposure_ratio
         thresholds = rule_config(ThresholdConfig, config, keep_defaults=("tighten_factor",))
         breakers = breaker_config(config)
-        pending = _pending_exits(pool)
+        pending = state_exits(state)
         attempts = _exit_attempts([c.pk for c in commitments])
         changed: list[Commitment] = []
         orders: list[Order] = []
@@ -202,25 +190,31 @@ def run_risk_threshold_monitor(
             value = market.latest.get(commitment.entity_id)
             if value is None:
                 continue
+            # A crossing is judged by the levels in force before this observation: levels set
+            # from earlier information. The update below serves the next observation (a bar
+            # that reaches the target and also lifts the ATR must not move the target away
+            # before the crossing is tested).
+            crossing = (
+                check_crossing(levels_of(commitment), value)
+                if commitment.risk_threshold is not None
+                else None
+            )
+            level = (
+                commitment.risk_threshold
+                if crossing == Crossing.RISK_THRESHOLD
+                else commitment.gain_target
+            )
             atr = market.atr(commitment.entity_id, config.atr_period)
-            if _update_commitment_levels(commitment, value, atr, tier, heat_ratio, thresholds):
+            if refresh_levels(commitment, value, atr, tier, heat_ratio, thresholds):
                 changed.append(commitment)
             trigger = check_single_position(
                 commitment.entity_id, commitment.entry_value, value, now, breakers
             )
             if trigger is not None and record_trigger(pool, trigger, now):
                 result.events.append(f"single-commitment breaker on {commitment.entity_id}")
-            if commitment.risk_threshold is None or commitment.pk in pending:
-                continue
-            crossing = check_crossing(_levels_of(commitment), value)
-            if crossing is None or crossing not in exits:
+            if crossing is None or crossing not in exits or commitment.pk in pending:
                 continue
             attempt = attempts.get(commitment.pk, 0) + 1
-            level = (
-                commitment.risk_threshold
-                if crossing == Crossing.RISK_THRESHOLD
-                else (commitment.gain_target)
-            )
             orders.append(
                 _exit_order(
                     pool,
@@ -256,60 +250,6 @@ def run_risk_threshold_monitor(
     return result
 
 
-def _levels_of(commitment: Commitment) -> CommitmentLevels:
-    return CommitmentLevels(
-        symbol=commitment.entity_id,
-        entry_value=commitment.entry_value,
-        risk_threshold=commitment.risk_threshold,
-        gain_target=commitment.gain_target,
-        atr=commitment.atr or Decimal("0"),
-        highest_value=commitment.highest_value or commitment.entry_value,
-        trailing_active=commitment.trailing_active,
-    )
-
-
-def _update_commitment_levels(
-    commitment: Commitment,
-    value: Decimal,
-    atr: Decimal | None,
-    tier,
-    heat_ratio: Decimal,
-    thresholds: ThresholdConfig,
-) -> bool:
-    """Apply the RiskThresholdManager to one commitment in memory; True when it changed."""
-    if commitment.risk_threshold is None:
-        if atr is None:
-            return False
-        levels = compute_initial_levels(
-            commitment.entry_value, atr, tier.stop_loss_atr_multiplier, tier.reward_risk_ratio
-        )
-        commitment.risk_threshold, commitment.gain_target = (
-            levels.risk_threshold,
-            (levels.gain_target),
-        )
-        commitment.atr = atr
-        commitment.highest_value = max(commitment.highest_value or value, value)
-        return True
-    update = update_levels(
-        _levels_of(commitment),
-        value,
-        atr,
-        tier.stop_loss_atr_multiplier,
-        tier.reward_risk_ratio,
-        heat_ratio,
-        thresholds,
-    )
-    if not update.changed:
-        return False
-    new = update.levels
-    commitment.risk_threshold = new.risk_threshold
-    commitment.gain_target = new.gain_target
-    commitment.atr = new.atr
-    commitment.highest_value = new.highest_value
-    commitment.trailing_active = new.trailing_active
-    return True
-
-
 # --- performance loop -------------------------------------------------------------------------
 
 
@@ -327,7 +267,8 @@ class PoolMetrics:
     """Pool-wide performance as of one instant (currency, fractions, an annualized ratio)."""
 
     session: date
-    valuation: PoolValuation
+    state: PoolState
+    closed_in_window: int
     unrealized_gain: Decimal
     realized_gain: Decimal
     success_rate: Decimal | None
@@ -340,7 +281,7 @@ def compute_pool_metrics(
     pool: Pool, now: datetime, config: EngineConfig, calendar: MarketCalendar
 ) -> PoolMetrics:
     """Load what the metrics need (a fixed number of queries) and compute them."""
-    valuation = value_pool(pool, now, calendar=calendar)
+    state = pool_as_of(pool, now, config=config, calendar=calendar)
     session = last_started_session(calendar, now)
     closed = Commitment.objects.filter(
         pool=pool, status=CommitmentStatus.CLOSED, closed_at__lte=now
@@ -355,25 +296,26 @@ def compute_pool_metrics(
         .order_by("-session")
         .values_list("total_value", flat=True)[:HISTORY_SESSIONS]
     )[::-1]
-    values = [*history, valuation.total_value]
+    values = [*history, state.total_value]
     returns = daily_returns(values) if len(values) > 1 and min(values) > 0 else None
     risk_free_daily = float(config.risk_free_rate) / 252
     return PoolMetrics(
         session=session,
-        valuation=valuation,
-        unrealized_gain=sum((p.unrealized_gain for p in valuation.positions), Decimal("0")),
+        state=state,
+        closed_in_window=len(recent),
+        unrealized_gain=state.unrealized_gain,
         realized_gain=realized,
         success_rate=success_rate(recent),
         risk_adjusted_return=(
             sharpe_ratio(returns, risk_free_daily) if returns is not None else None
         ),
         peak_to_trough=current_drawdown(values),
-        reserve_pct=reserve_fraction(pool.reserve_balance, valuation.total_value),
+        reserve_pct=reserve_fraction(pool.reserve_balance, state.total_value),
     )
 
 
 def _save_snapshot(pool: Pool, metrics: PoolMetrics, now: datetime) -> PoolSnapshot:
-    v = metrics.valuation
+    v = metrics.state
     snapshot, _ = PoolSnapshot.objects.update_or_create(
         pool=pool,
         session=metrics.session,
@@ -456,7 +398,7 @@ def run_performance_loop(pool_id: int, now: datetime, *, dispatch: bool = True) 
         config = get_engine_config(pool)
         result.events += sync_commitments(pool, now, config)
         metrics = compute_pool_metrics(pool, now, config, calendar)
-        v = metrics.valuation
+        v = metrics.state
         trigger = check_daily_loss(v.daily_gain, v.total_value, now, breaker_config(config))
         if trigger is not None and record_trigger(pool, trigger, now):
             result.events.append(f"daily-loss breaker ({v.daily_gain:,.2f})")
@@ -525,6 +467,7 @@ def run_risk_tier_scheduler(pool_id: int, now: datetime) -> LoopResult:
                 peak_to_trough=metrics.peak_to_trough,
                 reserve_pct=metrics.reserve_pct,
                 risk_adjusted_return=metrics.risk_adjusted_return,
+                closed_in_window=metrics.closed_in_window,
             ),
             rule_config(TierRules, config, prefix="tier_"),
         )
@@ -545,32 +488,6 @@ def run_risk_tier_scheduler(pool_id: int, now: datetime) -> LoopResult:
         result.detail = f"{decision.direction}: " + "; ".join(decision.reasons)
         pool.save(update_fields=["risk_tier", "last_tier_evaluation", "updated_at"])
     return result
-
-
-@transaction.atomic
-def set_risk_tier(pool_name: str, tier: str, *, actor: str, reason: str, now: datetime) -> bool:
-    """The operator's manual tier change (trigger ``manual``); False when already at ``tier``."""
-    from portfolio.models import RiskTier
-
-    if tier not in RiskTier.values:
-        raise ValueError(f"unknown tier {tier!r}; one of {', '.join(RiskTier.values)}")
-    if not reason.strip():
-        raise ValueError("a reason is required to change a pool's tier by hand")
-    pool = Pool.objects.select_for_update().get(name=pool_name)
-    if pool.risk_tier == tier:
-        return False
-    RiskTierHistory.objects.create(
-        pool=pool,
-        previous_tier=pool.risk_tier,
-        new_tier=tier,
-        trigger=TierTrigger.MANUAL,
-        reason=reason[:500],
-        actor=actor,
-        changed_at=now,
-    )
-    pool.risk_tier = tier
-    pool.save(update_fields=["risk_tier", "updated_at"])
-    return True
 
 
 # --- rebalancer -------------------------------------------------------------------------------
@@ -608,14 +525,14 @@ def run_rebalancer(pool_id: int, now: datetime, *, dispatch: bool = True) -> Loo
             return result
         pool.last_rebalance_session = today
         pool.save(update_fields=["last_rebalance_session", "updated_at"])
-        active = sorted(set(active_events(pool, now).values_list("trigger_type", flat=True)))
+        state = pool_as_of(pool, now, calendar=calendar)
+        active = sorted({e.type for e in state.breakers.events})
         if active:
             result.detail = f"skipped: breaker(s) in force: {', '.join(active)}"
             logger.info("pool %s: rebalance %s", pool.name, result.detail)
             return result
-        tier = tier_params(pool.risk_tier)
-        valuation = value_pool(pool, now, calendar=calendar)
-        pending = _pending_exits(pool)
+        tier = state.tier
+        pending = state_exits(state)
         commitments = {
             c.pk: c for c in Commitment.objects.filter(pool=pool, status=CommitmentStatus.OPEN)
         }
@@ -628,7 +545,7 @@ def run_rebalancer(pool_id: int, now: datetime, *, dispatch: bool = True) -> Loo
                 current_value=p.mark,
                 risk_threshold=p.risk_threshold,
             )
-            for p in valuation.positions
+            for p in state.positions
         ]
         plan = plan_rebalance(
             holdings,
@@ -636,10 +553,10 @@ def run_rebalancer(pool_id: int, now: datetime, *, dispatch: bool = True) -> Loo
                 max_position_pct=tier.max_position_pct,
                 max_sector_pct=tier.max_sector_pct,
                 max_portfolio_heat=tier.max_portfolio_heat,
-                active_pool=valuation.active_pool,
+                active_pool=state.active_pool,
             ),
         )
-        marks = {p.commitment_id: p.mark for p in valuation.positions}
+        marks = {p.commitment_id: p.mark for p in state.positions}
         orders = [
             _exit_order(
                 pool,

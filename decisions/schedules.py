@@ -29,21 +29,21 @@ SCHEDULES = (
     ScheduleSpec("engine: decision cycle", "decisions.tasks.decision_cycle", Schedule.MINUTES, 1),
     ScheduleSpec(
         "engine: risk threshold monitor",
-        "portfolio.tasks.risk_threshold_monitor",
+        "decisions.tasks.risk_threshold_monitor",
         Schedule.MINUTES,
         1,
     ),
     ScheduleSpec(
-        "engine: performance loop", "portfolio.tasks.performance_loop", Schedule.MINUTES, 5
+        "engine: performance loop", "decisions.tasks.performance_loop", Schedule.MINUTES, 5
     ),
     ScheduleSpec(
         "engine: risk tier scheduler",
-        "portfolio.tasks.risk_tier_scheduler",
+        "decisions.tasks.risk_tier_scheduler",
         Schedule.CRON,
         cron="0,5 13,16 * * 1-5",
     ),
     ScheduleSpec(
-        "engine: rebalancer", "portfolio.tasks.rebalancer", Schedule.CRON, cron="45,50 9 * * 1-5"
+        "engine: rebalancer", "decisions.tasks.rebalancer", Schedule.CRON, cron="45,50 9 * * 1-5"
     ),
     ScheduleSpec("execution: order sweeper", "execution.tasks.sweep_orders", Schedule.MINUTES, 2),
     ScheduleSpec(

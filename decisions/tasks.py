@@ -1,10 +1,32 @@
-"""django-q2 task entry point of the decision loop."""
+"""django-q2 task entry points of the engine's five loops: every pool, each failure contained.
+
+Schedules name these by path (``decisions.schedules``, ``setup_schedules``). Cron knows no
+holidays, so every loop that belongs to a session checks the exchange calendar itself.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from django.utils import timezone
 
-from portfolio.tasks import for_each_pool
+from portfolio.models import Pool
+
+logger = logging.getLogger(__name__)
+
+
+def for_each_pool(name: str, run: Callable[[int], object]) -> list[str]:
+    """Run ``run(pool_id)`` for every pool; an exception in one pool is logged and the others
+    still run. Returns one line per pool for the task's result."""
+    lines = []
+    for pool_id, pool_name in Pool.objects.order_by("name").values_list("id", "name"):
+        try:
+            lines.append(f"{pool_name}: {run(pool_id)}")
+        except Exception:
+            logger.exception("%s failed for pool %s", name, pool_name)
+            lines.append(f"{pool_name}: failed (see the log)")
+    return lines
 
 
 def decision_cycle() -> list[str]:
@@ -18,3 +40,31 @@ def decision_cycle() -> list[str]:
         return f"{result.candidates} candidate(s), {dict(result.outcomes)}"
 
     return for_each_pool("decision cycle", run)
+
+
+def risk_threshold_monitor() -> list[str]:
+    from decisions.loops import run_risk_threshold_monitor
+
+    now = timezone.now()
+    return for_each_pool("risk threshold monitor", lambda p: run_risk_threshold_monitor(p, now))
+
+
+def performance_loop() -> list[str]:
+    from decisions.loops import run_performance_loop
+
+    now = timezone.now()
+    return for_each_pool("performance loop", lambda p: run_performance_loop(p, now))
+
+
+def risk_tier_scheduler() -> list[str]:
+    from decisions.loops import run_risk_tier_scheduler
+
+    now = timezone.now()
+    return for_each_pool("risk tier scheduler", lambda p: run_risk_tier_scheduler(p, now))
+
+
+def rebalancer() -> list[str]:
+    from decisions.loops import run_rebalancer
+
+    now = timezone.now()
+    return for_each_pool("rebalancer", lambda p: run_rebalancer(p, now))

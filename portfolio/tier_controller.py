@@ -1,13 +1,17 @@
 """Risk tier auto-adjustment: a pure rule, no Django, no clock.
 
-Implements "Risk Tier Auto-Adjustment" of the source document
-(/work/shared/seed/000_c0d7894b6044cb96.txt), the ``RiskTierController.evaluate()`` the risk tier
-scheduler calls at the session close:
+Implements "Risk Tier Auto-Adjustment" of the source document, the
+``RiskTierController.evaluate()`` the risk tier scheduler calls at the session close:
 
 - downgrade one step (any one triggers): trailing success rate < 40 % or current
   peak-to-trough decline > 15 %;
 - otherwise upgrade one step (all must hold): success rate > 55 %, reserve > 20 % of the total
   pool value, current peak-to-trough decline < 5 %.
+
+The success rate counts as evidence only when the window holds at least
+``min_closed_for_success_rate`` closed commitments (5 by default, this system's choice): one
+losing close on the first day is not a 0 % success rate to act on. The drawdown rule needs no
+such sample.
 
 All comparisons are strict, fractions are fractions (0.40 = 40 %). The caller persists a changed
 decision to ``risk_tier_history`` with ``metrics`` and the ``reasons``.
@@ -36,6 +40,7 @@ class TierRules:
     upgrade_success_rate: Decimal = Decimal("0.55")
     upgrade_reserve_pct: Decimal = Decimal("0.20")
     upgrade_max_drawdown: Decimal = Decimal("0.05")
+    min_closed_for_success_rate: int = 5
 
 
 @dataclass(frozen=True)
@@ -47,12 +52,15 @@ class TierMetrics:
     decline from the running peak (``portfolio.metrics.current_drawdown``). ``reserve_pct``:
     reserve / total pool value. ``risk_adjusted_return``: the annualized Sharpe ratio, recorded
     with the decision but not used by it (the source lists it only among the recorded metrics).
+    ``closed_in_window``: how many commitments closed in the window (the success rate's sample);
+    None when the caller does not know, and then the rate is taken as it is.
     """
 
     success_rate: Decimal | None
     peak_to_trough: Decimal
     reserve_pct: Decimal
     risk_adjusted_return: float | None = None
+    closed_in_window: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ def _metrics_json(metrics: TierMetrics) -> dict:
         "success_rate": None if metrics.success_rate is None else str(metrics.success_rate),
         "peak_to_trough": str(metrics.peak_to_trough),
         "reserve_pct": str(metrics.reserve_pct),
+        "closed_in_window": metrics.closed_in_window,
         # NaN and infinities are not JSON; they carry no evidence either.
         "risk_adjusted_return": ratio if ratio is not None and math.isfinite(ratio) else None,
     }
@@ -106,7 +115,8 @@ def evaluate_tier(current: str, metrics: TierMetrics, rules: TierRules) -> TierD
     ``reserve_pct > upgrade_reserve_pct`` (0.20) and ``peak_to_trough < upgrade_max_drawdown``
     (0.05); exactly 55 %, 20 % or 5 % do not upgrade. At ``aggressive`` there is no higher step.
 
-    ``success_rate`` ``None`` (no closed commitments in the window) is no evidence either way: no
+    ``success_rate`` ``None`` (no closed commitments in the window), or a rate measured on fewer
+    than ``min_closed_for_success_rate`` closed commitments, is no evidence either way: no
     success-based downgrade and no upgrade, while a drawdown downgrade still applies.
 
     Raises ``ValueError`` when ``current`` is not on :data:`TIER_LADDER`.
@@ -115,6 +125,13 @@ def evaluate_tier(current: str, metrics: TierMetrics, rules: TierRules) -> TierD
         raise ValueError(f"unknown risk tier {current!r}; expected one of {TIER_LADDER}")
     index = TIER_LADDER.index(current)
     success = metrics.success_rate
+    thin = (
+        success is not None
+        and metrics.closed_in_window is not None
+        and metrics.closed_in_window < rules.min_closed_for_success_rate
+    )
+    if thin:
+        success = None
     decline = metrics.peak_to_trough
     reserve = metrics.reserve_pct
     as_json = _metrics_json(metrics)
@@ -135,7 +152,12 @@ def evaluate_tier(current: str, metrics: TierMetrics, rules: TierRules) -> TierD
 
     upgrade: list[str] = []
     missing: list[str] = []
-    if success is None:
+    if thin:
+        missing.append(
+            f"{metrics.closed_in_window} closed commitment(s) in the window, fewer than "
+            f"{rules.min_closed_for_success_rate}: no success rate evidence"
+        )
+    elif success is None:
         missing.append("no closed commitments in the window: no success rate evidence")
     elif success > rules.upgrade_success_rate:
         upgrade.append(f"success rate {_shown(success)} > {_limit(rules.upgrade_success_rate)}")

@@ -15,30 +15,32 @@ from decimal import Decimal
 import pytest
 
 from decisions.engine import run_decision_cycle
-from decisions.models import DecisionRecord, Recommendation
-from execution.models import Order
-from execution.worker import drain_queued_orders
-from portfolio.breakers import record_trigger
-from portfolio.circuit_breaker import BreakerTrigger, BreakerType
-from portfolio.loops import (
+from decisions.loops import (
     rebalance_due,
     run_performance_loop,
     run_rebalancer,
     run_risk_threshold_monitor,
     run_risk_tier_scheduler,
-    set_risk_tier,
 )
+from decisions.models import DecisionRecord, Recommendation
+from execution.models import Order
+from execution.selectors import pool_as_of
+from execution.worker import drain_queued_orders
+from portfolio.actions import set_risk_tier
+from portfolio.breakers import record_trigger
+from portfolio.circuit_breaker import BreakerTrigger, BreakerType
+from portfolio.errors import ActionError
 from portfolio.market_calendar import get_market_calendar
 from portfolio.models import (
     CircuitBreakerEvent,
     Commitment,
+    EngineConfig,
     MarketSnapshot,
     Pool,
     PoolSnapshot,
     ReserveLedgerEntry,
     RiskTierHistory,
 )
-from portfolio.services import value_pool
 from tests import factories
 
 D = Decimal
@@ -173,6 +175,35 @@ def test_monitor_exits_the_full_quantity_at_a_crossed_level(pool, session_now, v
     again = run_risk_threshold_monitor(pool.pk, later + timedelta(minutes=1), dispatch=False)
 
     assert again.order_ids == [] and sells(pool).count() == 1
+
+
+def test_monitor_judges_a_crossing_by_the_levels_in_force_before_the_same_bar_moves_them(
+    pool, session_now
+):
+    """The session's bar closes above the gain target (106) with a range wide enough to lift
+    the ATR by more than 10 %: the re-evaluation it triggers moves the target to 108.14, above
+    the close. The crossing is judged by the levels set from earlier information, so the
+    commitment exits at its target; the re-evaluated levels serve the next observation."""
+    (commitment,) = held_flat(pool, session_now)
+    calendar = get_market_calendar(session_now)
+    session = calendar.current_session(session_now)
+    mark("H0", calendar.session_close(session), "107", high="112", low="100")
+    next_open = calendar.session_open(calendar.next_session(session)) + timedelta(minutes=5)
+
+    result = run_risk_threshold_monitor(pool.pk, next_open, dispatch=False)
+
+    (order,) = sells(pool)
+    assert (order.reason, order.quantity, order.estimated_value) == (
+        "gain_target",
+        commitment.units,
+        D("107"),
+    )
+    assert "crossed its gain target 106" in order.note
+    assert result.order_ids == [order.pk]
+    commitment.refresh_from_db()
+    # The same bar re-evaluated the levels (ATR 2 → 2.7143): the target moved beyond the close.
+    assert commitment.gain_target == D("108.1429")
+    assert commitment.risk_threshold > D("96")
 
 
 @pytest.mark.parametrize(("value", "reason"), [("95", "risk_threshold"), ("106", "gain_target")])
@@ -556,7 +587,7 @@ def test_emergency_liquidation_releases_the_reserve_above_the_decline_limit(
         assert pool.reserve_balance == D("5000")
     assert snapshot.reserve_balance == pool.reserve_balance
     assert snapshot.active_pool == snapshot.total_value - pool.reserve_balance
-    valuation = value_pool(pool, session_now)
+    valuation = pool_as_of(pool, session_now)
     assert valuation.active_pool == valuation.total_value - pool.reserve_balance
     assert pool.cash == D("100000")  # the reserve is an earmark on cash: nothing moves
 
@@ -600,15 +631,19 @@ def test_tier_scheduler_without_a_change_writes_no_history(pool):
 
 
 @pytest.mark.parametrize(
-    ("exit_value", "tier", "skip_reason"),
+    ("exit_value", "min_closed", "tier", "skip_reason"),
     [
-        ("103", "moderate", ""),  # a win: hold, a 0.70 act passes moderate's 0.55
-        ("97", "conservative", "insufficient_confidence"),  # success rate 0: downgrade
+        ("103", 1, "moderate", ""),  # a win: hold, a 0.70 act passes moderate's 0.55
+        # One losing close is a 0 % success rate on a sample of one: no evidence by default.
+        ("97", 5, "moderate", ""),
+        # With one close accepted as evidence, the 0 % success rate downgrades.
+        ("97", 1, "conservative", "insufficient_confidence"),
     ],
 )
 def test_tier_scheduler_downgrade_applies_from_the_next_cycle(
-    pool, session_now, exit_value, tier, skip_reason
+    pool, session_now, exit_value, min_closed, tier, skip_reason
 ):
+    EngineConfig.objects.filter(pool=pool).update(min_closed_for_success_rate=min_closed)
     held_flat(pool, session_now)
     close_by_defer(pool, session_now + timedelta(minutes=30), "H0", exit_value)
     close = datetime(2026, 11, 18, 21, 0, tzinfo=UTC)
@@ -623,6 +658,8 @@ def test_tier_scheduler_downgrade_applies_from_the_next_cycle(
     automatic = list(RiskTierHistory.objects.filter(pool=pool, trigger="auto_adjustment"))
     if tier == "moderate":
         assert automatic == []
+        if exit_value == "97":
+            assert "fewer than 5: no success rate evidence" in first.detail
     else:
         (row,) = automatic
         assert (row.previous_tier, row.new_tier, row.changed_at) == ("moderate", tier, close)
@@ -642,11 +679,11 @@ def test_tier_scheduler_downgrade_applies_from_the_next_cycle(
 
 
 def test_set_risk_tier_records_a_manual_change_that_applies_next_cycle(pool, session_now):
-    changed = set_risk_tier(
+    result = set_risk_tier(
         pool.name, "conservative", actor="ops", reason="review after losses", now=session_now
     )
 
-    assert changed
+    assert result.changed
     row = RiskTierHistory.objects.get(pool=pool, trigger="manual")
     assert (row.previous_tier, row.new_tier, row.actor, row.reason, row.changed_at) == (
         "moderate",
@@ -662,13 +699,15 @@ def test_set_risk_tier_records_a_manual_change_that_applies_next_cycle(pool, ses
 
 
 def test_set_risk_tier_to_the_current_tier_changes_nothing(pool, session_now):
-    assert not set_risk_tier(pool.name, "moderate", actor="ops", reason="x", now=session_now)
+    assert not set_risk_tier(
+        pool.name, "moderate", actor="ops", reason="x", now=session_now
+    ).changed
     assert not RiskTierHistory.objects.filter(pool=pool, trigger="manual").exists()
 
 
 @pytest.mark.parametrize(("tier", "reason"), [("conservative", ""), ("conservative", "  ")])
 def test_set_risk_tier_needs_a_reason(pool, session_now, tier, reason):
-    with pytest.raises(ValueError, match="reason is required"):
+    with pytest.raises(ActionError, match="reason is required"):
         set_risk_tier(pool.name, tier, actor="ops", reason=reason, now=session_now)
     pool.refresh_from_db()
     assert pool.risk_tier == "moderate"
@@ -676,7 +715,7 @@ def test_set_risk_tier_needs_a_reason(pool, session_now, tier, reason):
 
 
 def test_set_risk_tier_refuses_an_unknown_tier(pool, session_now):
-    with pytest.raises(ValueError, match="unknown tier"):
+    with pytest.raises(ActionError, match="unknown tier"):
         set_risk_tier(pool.name, "reckless", actor="ops", reason="x", now=session_now)
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from decisions.tasks import decision_cycle
+from decisions.tasks import decision_cycle, for_each_pool, performance_loop
 from portfolio.models import Pool
-from portfolio.tasks import for_each_pool, performance_loop
 from tests import factories
 
 
@@ -17,7 +16,7 @@ def test_a_failing_pool_does_not_stop_the_others(db, session_now, caplog):
     Pool.objects.filter(pk=broken.pk).update(risk_tier="missing")
 
     def run(pool_id: int) -> str:
-        from portfolio.services import tier_params
+        from portfolio.selectors import tier_params
 
         return tier_params(Pool.objects.get(pk=pool_id).risk_tier).name
 

@@ -50,6 +50,7 @@ def test_rules_defaults_are_the_source_numbers() -> None:
         upgrade_success_rate=D("0.55"),
         upgrade_reserve_pct=D("0.20"),
         upgrade_max_drawdown=D("0.05"),
+        min_closed_for_success_rate=5,
     )
 
 
@@ -156,6 +157,7 @@ def test_downgrade_reasons_are_readable() -> None:
             "success_rate": "0.38",
             "peak_to_trough": "0.20",
             "reserve_pct": "0.10",
+            "closed_in_window": None,
             "risk_adjusted_return": 1.2,
         },
     )
@@ -193,6 +195,38 @@ def test_ends_of_the_ladder_say_why_they_hold(current: str, overrides: dict, end
 
     assert not decision.changed
     assert decision.reasons[-1] == f"already at {current}, {ending}"
+
+
+@pytest.mark.parametrize(
+    ("closed", "success", "decline", "new", "direction"),
+    [
+        # One losing close on the first day: 0 % on a sample of one is no evidence.
+        pytest.param(1, "0.00", "0.01", "moderate", "hold", id="one-loss-holds"),
+        pytest.param(4, "0.00", "0.01", "moderate", "hold", id="four-below-minimum-holds"),
+        pytest.param(5, "0.20", "0.01", "conservative", "downgrade", id="five-is-evidence"),
+        pytest.param(None, "0.20", "0.01", "conservative", "downgrade", id="unknown-sample"),
+        # The drawdown rule needs no sample.
+        pytest.param(1, "0.00", "0.16", "conservative", "downgrade", id="drawdown-still-applies"),
+        # A thin sample cannot upgrade either.
+        pytest.param(3, "1.00", "0.01", "moderate", "hold", id="thin-sample-no-upgrade"),
+    ],
+)
+def test_success_rate_counts_only_on_enough_closed_commitments(
+    closed, success, decline, new, direction
+) -> None:
+    metrics = TierMetrics(
+        success_rate=D(success),
+        peak_to_trough=D(decline),
+        reserve_pct=D("0.25"),
+        closed_in_window=closed,
+    )
+
+    decision = evaluate_tier("moderate", metrics, RULES)
+
+    assert (decision.new, decision.direction) == (new, direction)
+    assert decision.metrics["closed_in_window"] == closed
+    if direction == "hold":
+        assert f"{closed} closed commitment(s) in the window, fewer than 5" in decision.reasons[0]
 
 
 def test_no_success_rate_says_there_is_no_evidence() -> None:

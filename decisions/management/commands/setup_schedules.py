@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from portfolio.schedules import SCHEDULES, setup_schedules
+from decisions.schedules import SCHEDULES, setup_schedules
 
 
 class Command(BaseCommand):
