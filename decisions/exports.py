@@ -2,8 +2,9 @@
 
 One JSON object per row, with every column of the model under its column name (a foreign key as
 its raw id, ``pool_id``), ordered by id. Decimals are strings (no binary rounding), datetimes
-ISO-8601 in UTC, dates ``YYYY-MM-DD``, JSON columns (``decision_trace``…) nested objects. Rows
-are streamed in chunks of ``CHUNK_SIZE``, so a table of a million rows never sits in memory.
+ISO-8601 in UTC, dates ``YYYY-MM-DD``, JSON columns (``decision_trace``, an operator action's
+``before``/``after``…) nested objects. Rows are streamed in chunks of ``CHUNK_SIZE``, so a table
+of a million rows never sits in memory.
 
 ``AUDIT_TABLES`` names the exportable tables; adding one is one line.
 """
@@ -26,6 +27,7 @@ from portfolio.market_calendar import MARKET_TIME_ZONE
 from portfolio.models import (
     CircuitBreakerEvent,
     Commitment,
+    OperatorAction,
     Pool,
     PoolSnapshot,
     ReserveLedgerEntry,
@@ -54,6 +56,7 @@ AUDIT_TABLES: dict[str, AuditTable] = {
     "ledger": AuditTable(ReserveLedgerEntry, "pool", "created_at"),
     "tier_history": AuditTable(RiskTierHistory, "pool", "changed_at"),
     "breaker_events": AuditTable(CircuitBreakerEvent, "pool", "triggered_at"),
+    "operator_actions": AuditTable(OperatorAction, "pool", "created_at"),
 }
 
 

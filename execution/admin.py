@@ -1,17 +1,16 @@
-"""Admin of the execution side: orders and their risk evaluations (read-only audit) and the
-per-pool execution limits (editable, validated)."""
+"""Admin of the execution side: orders and their risk evaluations (read-only audit). The per-pool
+execution limits (``PoolRiskConfig``) are pool configuration, in ``portfolio.admin``."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
-from execution.models import Order, PoolRiskConfig, RiskEvaluation
+from execution.models import Order, RiskEvaluation
 from portfolio.models import AdapterKind
 from project.admin_tools import (
     ExactSearchMixin,
@@ -177,64 +176,3 @@ class RiskEvaluationAdmin(LargeTableAdminMixin, ReadOnlyAuditAdmin):
     @admin.display(description="checks")
     def checks_table(self, obj: RiskEvaluation) -> SafeString:
         return render_checks(obj.checks)
-
-
-class PoolRiskConfigForm(forms.ModelForm):
-    """Execution limits: fractions in (0, 1], a positive notional, at least one commitment
-    and one order per minute."""
-
-    FRACTIONS = ("max_sector_pct", "max_daily_loss_pct")
-
-    class Meta:
-        model = PoolRiskConfig
-        fields = (
-            "pool",
-            "max_open_commitments",
-            "max_sector_pct",
-            "max_daily_loss_pct",
-            "max_order_notional",
-            "max_orders_per_minute",
-        )
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        for name in self.FRACTIONS:
-            value = cleaned.get(name)
-            if value is not None and not (0 < value <= 1):
-                self.add_error(name, "A fraction in (0, 1]: 0.05 means 5 %.")
-        notional = cleaned.get("max_order_notional")
-        if notional is not None and notional <= 0:
-            self.add_error("max_order_notional", "Must be more than 0.")
-        for name in ("max_open_commitments", "max_orders_per_minute"):
-            value = cleaned.get(name)
-            if value is not None and value < 1:
-                self.add_error(name, "Must be at least 1.")
-        return cleaned
-
-
-@admin.register(PoolRiskConfig)
-class PoolRiskConfigAdmin(admin.ModelAdmin):
-    """The execution service's own limits per pool, a second line behind the engine."""
-
-    form = PoolRiskConfigForm
-    list_display = (
-        "pool",
-        "max_open_commitments",
-        "max_sector_pct",
-        "max_daily_loss_pct",
-        "max_order_notional",
-        "max_orders_per_minute",
-        "updated_at",
-    )
-    list_select_related = ("pool",)
-    list_per_page = 50
-
-    def get_readonly_fields(self, request: HttpRequest, obj: PoolRiskConfig | None = None):
-        # A configuration belongs to its pool for life.
-        return ("pool", "updated_at") if obj is not None else ("updated_at",)
-
-    def has_delete_permission(
-        self, request: HttpRequest, obj: PoolRiskConfig | None = None
-    ) -> bool:
-        # Created with the pool; deleting it would leave the worker without limits.
-        return False

@@ -1,20 +1,22 @@
-"""Admin of pools, entities, market data, commitments, the pool-level audit tables and the
-configuration (engine settings, risk tiers).
+"""Admin of pools, entities, market data, commitments, the pool-level audit tables, the
+configuration (engine settings, execution risk limits, risk tiers) and the operator actions'
+audit trail.
 
-Audit tables are read-only. Configuration is editable and validated by the same rules the
-commands use (``portfolio.config.validate_engine_config``). A pool's cash, reserve balance, risk
-tier and halt are read-only in its form: they move only through the engine, the operator
-commands and the operator actions of the pool's page (halt, resume, set the risk tier, clear a
-circuit breaker), each a small form that calls one orchestration function.
+Audit tables are read-only. Every change an operator makes here goes through one audited action
+of ``portfolio.actions`` with ``via="admin"`` and the user's username as the actor: creating a
+pool, the actions of a pool's page (halt, resume, set the risk tier, clear a circuit breaker)
+and saving a configuration form. Each asks for a reason and leaves an ``OperatorAction`` row,
+listed read-only under "Operator actions". A pool's cash, reserve balance, risk tier and halt are
+read-only in its form. The state panel reads the pool through the read model
+(``execution.selectors.pool_as_of``), as the engine does.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -30,37 +32,30 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from execution.models import Order
-from portfolio.breakers import active_events, clear_breaker
-from portfolio.config import ENGINE_CONFIG_FIELDS, validate_engine_config
-from portfolio.loops import set_risk_tier
+from execution.selectors import pool_as_of
+from portfolio import actions
+from portfolio.actions import ActionResult
+from portfolio.config import ENGINE_CONFIG_FIELDS, POOL_RISK_FIELDS, TIER_FIELDS
+from portfolio.errors import ActionError
 from portfolio.models import (
     BreakerType,
     CircuitBreakerEvent,
     Commitment,
     EngineConfig,
     Entity,
+    Fill,
     MarketSnapshot,
+    OperatorAction,
     PerformanceReport,
     Pool,
+    PoolRiskConfig,
     PoolSnapshot,
     ReserveLedgerEntry,
     RiskTier,
     RiskTierConfig,
     RiskTierHistory,
 )
-from portfolio.services import (
-    create_pool,
-    load_breaker_state,
-    load_market_data,
-    open_commitment_rows,
-    set_halt,
-    to_positions,
-)
-from portfolio.valuation import (
-    compute_active_pool,
-    compute_pool_exposure,
-    compute_total_value,
-)
+from portfolio.selectors import PoolState, in_force
 from project.admin_tools import (
     ExactSearchMixin,
     LargeTableAdminMixin,
@@ -77,114 +72,78 @@ from project.admin_tools import (
 
 logger = logging.getLogger(__name__)
 
-ZERO = Decimal("0")
+VIA = "admin"
+
+#: The longest reason an action takes (``OperatorAction.reason``).
+REASON_MAX_LENGTH = OperatorAction._meta.get_field("reason").max_length
+#: ``Pool.halt_reason`` less the `` (<username>)`` that ``halt_pool`` appends (a username is at
+#: most 150 characters), so a long reason is never cut short on the pool.
+HALT_REASON_MAX_LENGTH = Pool._meta.get_field("halt_reason").max_length - len(" ()") - 150
+
+
+def reason_field(*, help_text: str, max_length: int = REASON_MAX_LENGTH) -> forms.CharField:
+    """The free-text reason an operator action requires."""
+    return forms.CharField(
+        required=True,
+        max_length=max_length,
+        help_text=help_text,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+
+
+def show_action_errors(form: forms.BaseForm, error: ActionError) -> None:
+    """Each problem of a refused action on its form field, the others above the form."""
+    for key, message in error.errors.items():
+        if key in form.fields:
+            form.add_error(key, message)
+        else:
+            form.add_error(None, f"{key}: {message}" if key else message)
 
 
 # --- pool state -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PoolState:
-    """A pool's current state as the admin shows it. Money in currency; ``exposure_cap`` is
-    the tier's ``max_portfolio_heat`` (a fraction) × the active pool, None when the tier row
-    is missing."""
-
-    risk_tier: str
-    halted: bool
-    halt_reason: str
-    cash: Decimal
-    reserve_balance: Decimal
-    total_value: Decimal
-    active_pool: Decimal
-    pool_exposure: Decimal
-    max_portfolio_heat: Decimal | None
-    exposure_cap: Decimal | None
-    breakers: tuple[str, ...]
-    breakers_until: datetime | None
-    entity_cooldowns: tuple[tuple[str, datetime], ...]
-    open_commitments: int
-    unvalued_commitments: tuple[str, ...]
-
-
-def load_pool_state(pool: Pool, now: datetime) -> PoolState:
-    """Value a pool as of ``now`` with the engine's own loaders and valuation rules.
-
-    Queries: the open commitments, their bars (skipped when there are none), the tier row and
-    the breakers: four at most. A commitment without a current value is valued at its entry
-    value (as the engine does) and listed in ``unvalued_commitments``.
-    """
-    rows = open_commitment_rows(pool)
-    symbols = {row[1] for row in rows}
-    latest = load_market_data(symbols, now, 2).latest if symbols else {}
-    positions = to_positions(rows, latest)
-    total_value = compute_total_value(pool.cash, positions)
-    active_pool = compute_active_pool(total_value, pool.reserve_balance)
-    heat = (
-        RiskTierConfig.objects.filter(name=pool.risk_tier)
-        .values_list("max_portfolio_heat", flat=True)
-        .first()
-    )
-    breakers = load_breaker_state(pool, now)
-    return PoolState(
-        risk_tier=pool.get_risk_tier_display(),
-        halted=pool.halted,
-        halt_reason=pool.halt_reason,
-        cash=pool.cash,
-        reserve_balance=pool.reserve_balance,
-        total_value=total_value,
-        active_pool=active_pool,
-        pool_exposure=compute_pool_exposure(positions),
-        max_portfolio_heat=heat,
-        exposure_cap=heat * active_pool if heat is not None else None,
-        breakers=breakers.pool_wide,
-        breakers_until=breakers.until,
-        entity_cooldowns=tuple(sorted(breakers.entity_cooldowns.items())),
-        open_commitments=len(rows),
-        unvalued_commitments=tuple(sorted(p.symbol for p in positions if p.current_value is None)),
-    )
-
-
 def render_pool_state(state: PoolState) -> SafeString:
-    """The state panel at the top of the pool's change page."""
-    if state.exposure_cap is not None and state.exposure_cap > 0:
+    """The state panel at the top of the pool's change page and of its action pages."""
+    cap = state.exposure_cap
+    if cap > 0:
         exposure = (
-            f"{format_money(state.pool_exposure)} of {format_money(state.exposure_cap)} "
-            f"({format_fraction(state.pool_exposure / state.exposure_cap)} of the cap: "
-            f"{format_fraction(state.max_portfolio_heat)} of the active pool)"
+            f"{format_money(state.pool_exposure)} of {format_money(cap)} "
+            f"({format_fraction(state.exposure_ratio)} of the cap: "
+            f"{format_fraction(state.tier.max_portfolio_heat)} of the active pool)"
         )
     else:
-        exposure = f"{format_money(state.pool_exposure)} (no cap: tier row missing or no pool)"
-    breakers = (
-        f"{', '.join(state.breakers)} until {format_eastern(state.breakers_until)}"
-        if state.breakers
+        exposure = f"{format_money(state.pool_exposure)} (no cap: the active pool is empty)"
+    breakers = state.breakers
+    pool_wide = (
+        f"{', '.join(breakers.pool_wide)} until {format_eastern(breakers.until)}"
+        if breakers.pool_wide
         else "none"
     )
     cooldowns = (
         ", ".join(
-            f"{symbol} until {format_eastern(until)}" for symbol, until in state.entity_cooldowns
+            f"{symbol} until {format_eastern(until)}"
+            for symbol, until in sorted(breakers.entity_cooldowns.items())
         )
         or "none"
     )
     halted = f"yes: {state.halt_reason}" if state.halted and state.halt_reason else state.halted
     items: list[tuple[str, Any]] = [
-        ("Risk tier", state.risk_tier),
+        ("Risk tier", RiskTier(state.tier.name).label),
         ("Halted", halted),
         ("Cash (reserve included)", format_money(state.cash)),
         ("Reserve balance", format_money(state.reserve_balance)),
         ("Total pool value", format_money(state.total_value)),
         ("Active pool", format_money(state.active_pool)),
         ("Pool exposure", exposure),
-        ("Active circuit breakers", breakers),
+        ("Active circuit breakers", pool_wide),
         ("Entity cooldowns", cooldowns),
-        ("Open commitments", state.open_commitments),
+        ("Open commitments", len(state.positions)),
     ]
-    if state.unvalued_commitments:
-        items.append(
-            (
-                "Valued at entry (no current value)",
-                ", ".join(state.unvalued_commitments),
-            )
-        )
+    if state.pending:
+        items.append(("Orders not yet settled", len(state.pending)))
+    if state.unvalued:
+        items.append(("Valued at entry (no current value)", ", ".join(state.unvalued)))
     return key_value_table(items)
 
 
@@ -193,8 +152,10 @@ def render_pool_state(state: PoolState) -> SafeString:
 
 class PoolAddForm(forms.ModelForm):
     """A new pool: its starting cash and tier are set once here; afterwards they move only
-    through the engine and the operator commands. A new pool starts running: it is halted from
-    its page, so the halt carries a reason and an actor (``set_halt``)."""
+    through the engine and the operator actions. It is created by ``actions.create_pool``,
+    which needs a reason."""
+
+    reason = reason_field(help_text="Why the pool is created; recorded in the operator actions.")
 
     class Meta:
         model = Pool
@@ -203,40 +164,21 @@ class PoolAddForm(forms.ModelForm):
 
 # --- pool operator actions --------------------------------------------------------------------
 
-#: ``CircuitBreakerEvent.clear_reason`` (500); ``set_risk_tier`` keeps as much of a reason.
-REASON_MAX_LENGTH = CircuitBreakerEvent._meta.get_field("clear_reason").max_length
-#: ``Pool.halt_reason`` less the `` (<username>)`` that ``set_halt`` appends (a username is at
-#: most 150 characters), so a long reason cannot overflow the column.
-HALT_REASON_MAX_LENGTH = Pool._meta.get_field("halt_reason").max_length - len(" ()") - 150
-
-
-def reason_field(*, required: bool, max_length: int, help_text: str) -> forms.CharField:
-    """The free-text reason of an operator action."""
-    return forms.CharField(
-        required=required,
-        max_length=max_length,
-        help_text=help_text,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-    )
-
 
 class HaltPoolForm(forms.Form):
     """Halt a pool: a reason is required."""
 
     reason = reason_field(
-        required=True,
         max_length=HALT_REASON_MAX_LENGTH,
         help_text="Stored on the pool with your username. New entries stop; exits still flow.",
     )
 
 
 class ResumePoolForm(forms.Form):
-    """Resume a pool: the reason is optional and goes to the pool's admin history."""
+    """Resume a pool: a reason is required."""
 
     reason = reason_field(
-        required=False,
-        max_length=REASON_MAX_LENGTH,
-        help_text="Optional; recorded in the pool's admin history.",
+        help_text="Why entries may resume; recorded in the operator actions with your username."
     )
 
 
@@ -245,8 +187,6 @@ class SetRiskTierForm(forms.Form):
 
     tier = forms.ChoiceField(choices=RiskTier.choices, label="Risk tier")
     reason = reason_field(
-        required=True,
-        max_length=REASON_MAX_LENGTH,
         help_text="Recorded in the tier history with your username. Applies from the next cycle.",
     )
 
@@ -261,8 +201,6 @@ class ClearBreakerForm(forms.Form):
 
     breaker = forms.CharField(label="Breaker", widget=forms.RadioSelect)
     reason = reason_field(
-        required=True,
-        max_length=REASON_MAX_LENGTH,
         help_text="Why the breaker may end early; recorded on the event with your username.",
     )
 
@@ -283,10 +221,10 @@ class ClearBreakerForm(forms.Form):
 
 def breaker_choices(pool: Pool, now: datetime) -> list[tuple[str, str]]:
     """The breakers in force for ``pool`` at ``now`` as (value, label) pairs, one per type and
-    entity, with the latest expiry of each. One query (``active_events``)."""
+    entity, with the latest expiry of each. One query (``in_force``)."""
     labels = dict(BreakerType.choices)
     until: dict[tuple[str, str | None], datetime] = {}
-    rows = active_events(pool, now).values_list("trigger_type", "entity_id", "expires_at")
+    rows = in_force(pool, now).values_list("trigger_type", "entity_id", "expires_at")
     for kind, symbol, expires in rows:
         key = (kind, symbol)
         until[key] = max(expires, until.get(key, expires))
@@ -370,18 +308,25 @@ class PoolAdmin(admin.ModelAdmin):
     list_filter = ("mode", "adapter", "risk_tier", "halted")
     search_fields = ("name",)
     list_per_page = 50
-    add_fieldsets = ((None, {"fields": ("name", "mode", "adapter", "cash", "risk_tier")}),)
+    add_fieldsets = (
+        (None, {"fields": ("name", "mode", "adapter", "cash", "risk_tier", "reason")}),
+    )
     fieldsets = (
         ("Current state", {"fields": ("current_state",)}),
         (None, {"fields": ("name", "mode", "adapter")}),
         (
-            "Moved only by the engine, the operator commands and the actions above",
+            "Moved only by the engine and the operator actions",
             {"fields": ("cash", "reserve_balance", "risk_tier", "created_at", "updated_at")},
         ),
         ("Related", {"fields": ("related_links",)}),
     )
+    # A pool's name, mode and broker are fixed for life (every audit row names the pool; going
+    # live is a new production pool, not a switched paper one): nothing here is saved directly.
     change_readonly_fields = (
         "current_state",
+        "name",
+        "mode",
+        "adapter",
         "cash",
         "reserve_balance",
         "risk_tier",
@@ -402,19 +347,21 @@ class PoolAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Pool, form: Any, change: bool) -> None:
-        """A new pool goes through ``create_pool``, which also creates its engine and risk
-        configuration and its first tier history row."""
+        """A new pool goes through ``actions.create_pool``, which also creates its engine and
+        risk configuration, its first tier history row and its audit row. The form has already
+        checked what ``create_pool`` checks (a free slug, the choices, cash ≥ 0)."""
         if change:
-            super().save_model(request, obj, form, change)
             return
-        created = create_pool(
+        created = actions.create_pool(
             obj.name,
             mode=obj.mode,
             cash=obj.cash,
             tier=obj.risk_tier,
             adapter=obj.adapter,
-            now=timezone.now(),
             actor=request.user.get_username(),
+            reason=form.cleaned_data["reason"],
+            now=timezone.now(),
+            via=VIA,
         )
         obj.pk = created.pk
         obj.created_at = created.created_at
@@ -428,9 +375,10 @@ class PoolAdmin(admin.ModelAdmin):
 
     @admin.display(description="state now")
     def current_state(self, obj: Pool) -> SafeString:
-        """The pool valued now; see ``load_pool_state`` for the queries."""
+        """The pool as of now through the read model (``execution.selectors.pool_as_of``:
+        a handful of queries, the pending orders included)."""
         try:
-            state = load_pool_state(obj, timezone.now())
+            state = pool_as_of(obj, timezone.now())
         except Exception:  # the page must open even when valuation cannot run
             logger.exception("admin: could not value pool %s", obj.pk)
             return format_html("<p>{}</p>", "The current state could not be computed (see logs)")
@@ -444,14 +392,19 @@ class PoolAdmin(admin.ModelAdmin):
             changelist_link(DecisionRecord, {"pool__id__exact": obj.pk}, "decisions"),
             changelist_link(Order, {"pool__id__exact": obj.pk}, "orders"),
             changelist_link(Commitment, {"pool__id__exact": obj.pk}, "commitments"),
+            changelist_link(Fill, {"pool__id__exact": obj.pk}, "fills"),
             changelist_link(PoolSnapshot, {"pool__id__exact": obj.pk}, "snapshots"),
             changelist_link(ReserveLedgerEntry, {"pool__id__exact": obj.pk}, "reserve ledger"),
             changelist_link(RiskTierHistory, {"pool__id__exact": obj.pk}, "tier history"),
             changelist_link(CircuitBreakerEvent, {"pool__id__exact": obj.pk}, "breaker events"),
+            changelist_link(OperatorAction, {"pool__id__exact": obj.pk}, "operator actions"),
         ]
         engine = EngineConfig.objects.filter(pool=obj).first()
         if engine is not None:
             links.append(admin_link(engine, "engine configuration"))
+        limits = PoolRiskConfig.objects.filter(pool=obj).first()
+        if limits is not None:
+            links.append(admin_link(limits, "execution risk limits"))
         return format_html(" · ".join(["{}"] * len(links)), *links)
 
     # --- operator actions ---------------------------------------------------------------------
@@ -460,7 +413,7 @@ class PoolAdmin(admin.ModelAdmin):
         """The operator actions (``<id>/halt/``, ``<id>/resume/``, ``<id>/set-tier/``,
         ``<id>/clear-breaker/``), ahead of the admin's ``<id>/`` catch-all."""
         opts = self.opts
-        actions = [
+        pool_actions = [
             path(
                 f"<path:object_id>/{action.name.replace('_', '-')}/",
                 self.admin_site.admin_view(self.pool_action_view),
@@ -469,14 +422,14 @@ class PoolAdmin(admin.ModelAdmin):
             )
             for action in POOL_ACTIONS
         ]
-        return actions + super().get_urls()
+        return pool_actions + super().get_urls()
 
     def pool_action_view(
         self, request: HttpRequest, object_id: str, action_name: str
     ) -> HttpResponse:
         """The form page of one operator action: the pool's state and the form on GET; on a
-        valid POST, one orchestration call, then back to the pool page with a success message,
-        or the form again with the error (a refused input, or nothing changed).
+        valid POST, one audited action, then back to the pool page with a success message, or
+        the form again with the error (a refusal, or nothing changed).
 
         Requires the change permission on the pool (403 otherwise); CSRF is checked by
         ``admin_view``.
@@ -500,8 +453,8 @@ class PoolAdmin(admin.ModelAdmin):
                         outcome = apply(pool, form, request.user.get_username(), now)
                         if outcome.changed:
                             self.log_change(request, pool, outcome.message)
-                except ValueError as exc:
-                    form.add_error(None, str(exc))
+                except ActionError as exc:
+                    show_action_errors(form, exc)
                 else:
                     if outcome.changed:
                         messages.success(request, outcome.message)
@@ -550,7 +503,7 @@ class PoolAdmin(admin.ModelAdmin):
     def action_appliers(
         self,
     ) -> dict[str, Callable[[Pool, Any, str, datetime], ActionOutcome]]:
-        """Each action's single orchestration call, by action name."""
+        """Each action's single audited call, by action name."""
         return {
             HALT.name: self.apply_halt,
             RESUME.name: self.apply_resume,
@@ -561,43 +514,54 @@ class PoolAdmin(admin.ModelAdmin):
     def apply_halt(
         self, pool: Pool, form: HaltPoolForm, actor: str, now: datetime
     ) -> ActionOutcome:
-        """``set_halt(halted=True)``."""
+        """``actions.halt_pool``."""
         reason = form.cleaned_data["reason"]
-        if set_halt(pool.name, halted=True, reason=reason, actor=actor):
+        result = actions.halt_pool(pool, actor=actor, reason=reason, now=now, via=VIA)
+        if result.changed:
             return ActionOutcome(True, f"Pool {pool.name} is halted: {reason}")
         return ActionOutcome(False, f"Pool {pool.name} is already halted: nothing changed.")
 
     def apply_resume(
         self, pool: Pool, form: ResumePoolForm, actor: str, now: datetime
     ) -> ActionOutcome:
-        """``set_halt(halted=False)``; the optional reason goes to the admin history only."""
+        """``actions.resume_pool``."""
         reason = form.cleaned_data["reason"]
-        if set_halt(pool.name, halted=False, reason=reason, actor=actor):
-            return ActionOutcome(
-                True, f"Pool {pool.name} is running again" + (f": {reason}" if reason else ".")
-            )
+        result = actions.resume_pool(pool, actor=actor, reason=reason, now=now, via=VIA)
+        if result.changed:
+            return ActionOutcome(True, f"Pool {pool.name} is running again: {reason}")
         return ActionOutcome(False, f"Pool {pool.name} is not halted: nothing changed.")
 
     def apply_set_tier(
         self, pool: Pool, form: SetRiskTierForm, actor: str, now: datetime
     ) -> ActionOutcome:
-        """``set_risk_tier`` (trigger ``manual``)."""
+        """``actions.set_risk_tier`` (trigger ``manual``)."""
         tier = form.cleaned_data["tier"]
         label = RiskTier(tier).label
-        if set_risk_tier(pool.name, tier, actor=actor, reason=form.cleaned_data["reason"], now=now):
+        result = actions.set_risk_tier(
+            pool, tier, actor=actor, reason=form.cleaned_data["reason"], now=now, via=VIA
+        )
+        if result.changed:
             return ActionOutcome(True, f"Pool {pool.name} is now {label}.")
         return ActionOutcome(False, f"Pool {pool.name} is already {label}: nothing changed.")
 
     def apply_clear_breaker(
         self, pool: Pool, form: ClearBreakerForm, actor: str, now: datetime
     ) -> ActionOutcome:
-        """``clear_breaker`` of one type (one entity's cooldown when the choice names one)."""
+        """``actions.clear_breaker`` of one type (one entity's cooldown when the choice names
+        one)."""
         kind, entity = form.breaker_type, form.entity
-        cleared = clear_breaker(
-            pool, kind, actor=actor, reason=form.cleaned_data["reason"], now=now, entity=entity
+        result = actions.clear_breaker(
+            pool,
+            kind,
+            actor=actor,
+            reason=form.cleaned_data["reason"],
+            now=now,
+            entity=entity,
+            via=VIA,
         )
         target = kind + (f" on {entity}" if entity else "")
-        if cleared:
+        if result.changed:
+            cleared = len(result.before["in_force"])
             return ActionOutcome(
                 True, f"Cleared {cleared} {target} breaker(s) of pool {pool.name}."
             )
@@ -846,6 +810,80 @@ class CircuitBreakerEventAdmin(ReadOnlyAuditAdmin):
         return pretty_json(obj.figures)
 
 
+@admin.register(OperatorAction)
+class OperatorActionAdmin(ReadOnlyAuditAdmin):
+    """Every operator action (``portfolio.actions``): who, when, what, before → after, why, and
+    through which interface (admin, command, api). Append-only."""
+
+    list_display = ("created_at", "pool", "action", "actor", "via", "reason")
+    list_filter = ("action", "via")
+    list_select_related = ("pool",)
+    ordering = ("-created_at", "-id")
+    fields = (
+        "created_at",
+        "pool",
+        "action",
+        "actor",
+        "via",
+        "reason",
+        "before_json",
+        "after_json",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="before")
+    def before_json(self, obj: OperatorAction) -> SafeString:
+        return pretty_json(obj.before)
+
+    @admin.display(description="after")
+    def after_json(self, obj: OperatorAction) -> SafeString:
+        return pretty_json(obj.after)
+
+
+@admin.register(Fill)
+class FillAdmin(LargeTableAdminMixin, ExactSearchMixin, ReadOnlyAuditAdmin):
+    """Fills booked into the pools' books, newest first."""
+
+    list_display = (
+        "booked_at",
+        "pool",
+        "entity",
+        "side",
+        "units",
+        "value",
+        "realized_gain",
+        "reason",
+        "order_link",
+    )
+    list_filter = ("pool", "side")
+    list_select_related = ("pool", "entity", "order")
+    upper_search_fields = ("entity_id",)
+    search_help_text = "Exact entity symbol"
+    ordering = ("-booked_at", "-id")
+    fields = (
+        "booked_at",
+        "pool",
+        "entity",
+        "side",
+        "units",
+        "value",
+        "order_filled_quantity",
+        "realized_gain",
+        "reason",
+        "commitment_link",
+        "order_link",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="order")
+    def order_link(self, obj: Fill) -> str:
+        return admin_link(obj.order)
+
+    @admin.display(description="commitment")
+    def commitment_link(self, obj: Fill) -> str:
+        return admin_link(obj.commitment)
+
+
 # --- configuration ----------------------------------------------------------------------------
 
 #: The engine settings grouped by the source's sections.
@@ -901,6 +939,7 @@ ENGINE_CONFIG_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "tier_upgrade_reserve_pct",
             "tier_upgrade_max_drawdown",
             "success_rate_lookback_days",
+            "min_closed_for_success_rate",
             "risk_free_rate",
         ),
     ),
@@ -908,33 +947,93 @@ ENGINE_CONFIG_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-class EngineConfigForm(forms.ModelForm):
-    """Engine settings, checked by ``validate_engine_config`` (fractions in (0, 1], lower
-    below upper thresholds, positive periods); each problem is shown on its field."""
+class AuditedConfigForm(forms.ModelForm):
+    """A configuration row's change form that saves through its audited action.
+
+    Validating the form runs the action (``apply``) inside the admin's transaction, once the
+    fields themselves are valid: the action checks the whole row with the rules the commands and
+    the API share and saves it with its ``OperatorAction`` row, or refuses, and each of its
+    problems is shown on its field. The model itself is never saved by the form or the admin.
+    ``actor`` is set per request by ``AuditedConfigAdmin.get_form``.
+    """
+
+    config_fields: tuple[str, ...] = ()
+    actor: str = ""
+
+    reason = reason_field(
+        help_text="Why the values change; recorded in the operator actions with your username."
+    )
+
+    def apply(
+        self, assignments: Mapping[str, Any], *, actor: str, reason: str, now: datetime
+    ) -> ActionResult:
+        raise NotImplementedError
+
+    def _post_clean(self) -> None:
+        # Replaces the model validation of a ModelForm: the action validates the merged row
+        # (field rules, cross-field rules, the model's checks) with more precise messages.
+        self.result: ActionResult | None = None
+        if self.errors:
+            return
+        assignments = {
+            name: self.cleaned_data[name] for name in self.config_fields if name in self.fields
+        }
+        try:
+            self.result = self.apply(
+                assignments,
+                actor=self.actor,
+                reason=self.cleaned_data["reason"],
+                now=timezone.now(),
+            )
+        except ActionError as exc:
+            show_action_errors(self, exc)
+            return
+        self.instance.refresh_from_db()
+
+
+class AuditedConfigAdmin(admin.ModelAdmin):
+    """A configuration admin whose form saves through its audited action
+    (``AuditedConfigForm``): rows are created with their pool (or by migration) and never
+    deleted."""
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user.get_username()})
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """Nothing to save: the form's validation ran the action (``AuditedConfigForm``)."""
+        if form.result is not None and not form.result.changed:
+            messages.info(request, "No value changed: nothing was recorded.")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Created with the pool (tiers by migration); a deleted row would leave the engine or
+        # the worker without its values.
+        return False
+
+
+class EngineConfigForm(AuditedConfigForm):
+    """Engine settings, saved by ``actions.change_engine_config`` (``validate_engine_config``:
+    fractions in (0, 1], lower below upper thresholds, positive periods)."""
+
+    config_fields = ENGINE_CONFIG_FIELDS
 
     class Meta:
         model = EngineConfig
-        fields = ("pool", *ENGINE_CONFIG_FIELDS)
+        fields = (*ENGINE_CONFIG_FIELDS, "reason")
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        # The full configuration: the form's values, the stored ones for any field the form
-        # does not show; a field that already failed is None and the validator skips it.
-        values = {
-            name: cleaned.get(name) if name in self.fields else getattr(self.instance, name)
-            for name in ENGINE_CONFIG_FIELDS
-        }
-        for name, message in validate_engine_config(values).items():
-            if name in self.fields:
-                if name not in self.errors:
-                    self.add_error(name, message)
-            else:
-                self.add_error(None, f"{name}: {message}" if name else message)
-        return cleaned
+    def apply(
+        self, assignments: Mapping[str, Any], *, actor: str, reason: str, now: datetime
+    ) -> ActionResult:
+        return actions.change_engine_config(
+            self.instance.pool, assignments, actor=actor, reason=reason, now=now, via=VIA
+        )
 
 
 @admin.register(EngineConfig)
-class EngineConfigAdmin(admin.ModelAdmin):
+class EngineConfigAdmin(AuditedConfigAdmin):
     """Per-pool engine settings, read by the engine at the start of each cycle."""
 
     form = EngineConfigForm
@@ -948,88 +1047,72 @@ class EngineConfigAdmin(admin.ModelAdmin):
     )
     list_select_related = ("pool",)
     list_per_page = 50
+    readonly_fields = ("pool", "updated_at")
     fieldsets = (
         (None, {"fields": ("pool", "updated_at")}),
         *((title, {"fields": fields}) for title, fields in ENGINE_CONFIG_SECTIONS),
+        ("Why", {"fields": ("reason",)}),
     )
 
-    def get_readonly_fields(self, request: HttpRequest, obj: EngineConfig | None = None) -> Any:
-        # A configuration belongs to its pool for life.
-        return ("pool", "updated_at") if obj is not None else ("updated_at",)
 
-    def has_delete_permission(self, request: HttpRequest, obj: EngineConfig | None = None) -> bool:
-        # Created with the pool; a deleted one would silently come back with the defaults.
-        return False
+class PoolRiskConfigForm(AuditedConfigForm):
+    """The execution gate's limits, saved by ``actions.change_pool_risk_limits``
+    (``validate_pool_risk_limits``: fractions in (0, 1], a positive notional, at least one
+    commitment and one order per minute)."""
+
+    config_fields = POOL_RISK_FIELDS
+
+    class Meta:
+        model = PoolRiskConfig
+        fields = (*POOL_RISK_FIELDS, "reason")
+
+    def apply(
+        self, assignments: Mapping[str, Any], *, actor: str, reason: str, now: datetime
+    ) -> ActionResult:
+        return actions.change_pool_risk_limits(
+            self.instance.pool, assignments, actor=actor, reason=reason, now=now, via=VIA
+        )
 
 
-class RiskTierConfigForm(forms.ModelForm):
-    """A risk tier: fractions (of the active pool, or a confidence) in (0, 1], multipliers
-    above 0."""
+@admin.register(PoolRiskConfig)
+class PoolRiskConfigAdmin(AuditedConfigAdmin):
+    """The execution gate's own limits per pool, a second line behind the engine."""
 
-    FRACTIONS = ("min_confidence", "max_position_pct", "max_sector_pct", "max_portfolio_heat")
-    MULTIPLIERS = ("stop_loss_atr_multiplier", "reward_risk_ratio")
+    form = PoolRiskConfigForm
+    list_display = ("pool", *POOL_RISK_FIELDS, "updated_at")
+    list_select_related = ("pool",)
+    list_per_page = 50
+    readonly_fields = ("pool", "updated_at")
+    fields = ("pool", *POOL_RISK_FIELDS, "updated_at", "reason")
+
+
+class RiskTierConfigForm(AuditedConfigForm):
+    """A risk tier, saved by ``actions.change_tier_params`` (``validate_tier_params``:
+    fractions of the active pool, or a confidence, in (0, 1]; multipliers above 0)."""
+
+    config_fields = TIER_FIELDS
 
     class Meta:
         model = RiskTierConfig
-        fields = (
-            "min_confidence",
-            "max_position_pct",
-            "stop_loss_atr_multiplier",
-            "reward_risk_ratio",
-            "max_sector_pct",
-            "max_portfolio_heat",
-        )
+        fields = (*TIER_FIELDS, "reason")
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        for name in self.FRACTIONS:
-            value = cleaned.get(name)
-            if value is not None and not (ZERO < value <= 1):
-                self.add_error(name, "A fraction in (0, 1]: 0.05 means 5 %.")
-        for name in self.MULTIPLIERS:
-            value = cleaned.get(name)
-            if value is not None and value <= 0:
-                self.add_error(name, "A multiplier above 0.")
-        return cleaned
+    def apply(
+        self, assignments: Mapping[str, Any], *, actor: str, reason: str, now: datetime
+    ) -> ActionResult:
+        return actions.change_tier_params(
+            self.instance.name, assignments, actor=actor, reason=reason, now=now, via=VIA
+        )
 
 
 @admin.register(RiskTierConfig)
-class RiskTierConfigAdmin(admin.ModelAdmin):
-    """The three risk tiers of the source's table; their values are editable, the set is not."""
+class RiskTierConfigAdmin(AuditedConfigAdmin):
+    """The three risk tiers of the source's table; their values are editable, the set is not
+    (migration 0002 creates them; the controller steps through them by level). A change applies
+    to every pool in the tier."""
 
     form = RiskTierConfigForm
-    list_display = (
-        "name",
-        "level",
-        "min_confidence",
-        "max_position_pct",
-        "stop_loss_atr_multiplier",
-        "reward_risk_ratio",
-        "max_sector_pct",
-        "max_portfolio_heat",
-        "updated_at",
-    )
+    list_display = ("name", "level", *TIER_FIELDS, "updated_at")
     readonly_fields = ("name", "level", "updated_at")
-    fields = (
-        "name",
-        "level",
-        "min_confidence",
-        "max_position_pct",
-        "stop_loss_atr_multiplier",
-        "reward_risk_ratio",
-        "max_sector_pct",
-        "max_portfolio_heat",
-        "updated_at",
-    )
+    fields = ("name", "level", *TIER_FIELDS, "updated_at", "reason")
     ordering = ("level",)
     list_per_page = 50
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # Exactly the source's three tiers exist (migration 0002); the controller steps
-        # through them by level.
-        return False
-
-    def has_delete_permission(
-        self, request: HttpRequest, obj: RiskTierConfig | None = None
-    ) -> bool:
-        return False

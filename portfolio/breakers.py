@@ -1,6 +1,7 @@
 """Circuit breaker state: events in the database, a mirror in the cache (orchestration).
 
-The pure triggers live in ``portfolio.circuit_breaker``; this module records what they return.
+The pure triggers live in ``portfolio.circuit_breaker``; this module records what they return
+(an operator clears them through ``portfolio.actions.clear_breaker``).
 The database (``circuit_breaker_events``) is the truth: the engine reads active breakers from
 it, so they survive a restart with an empty cache. The cache keys
 ``app:execution:circuit_breaker:<type>`` are a mirror for external monitors, rebuilt from the
@@ -17,6 +18,7 @@ from django.db import transaction
 
 from portfolio.circuit_breaker import BreakerTrigger
 from portfolio.models import BreakerType, CircuitBreakerEvent, Pool
+from portfolio.selectors import in_force
 
 logger = logging.getLogger(__name__)
 
@@ -28,23 +30,13 @@ def execution_cb_key(breaker_type: str) -> str:
     return CACHE_KEY.format(type=breaker_type)
 
 
-def active_events(pool: Pool, now: datetime, breaker_type: str | None = None):
-    """Events in force at ``now``: triggered, not expired, not cleared."""
-    events = CircuitBreakerEvent.objects.filter(
-        pool=pool, triggered_at__lte=now, expires_at__gt=now, cleared_at__isnull=True
-    )
-    if breaker_type is not None:
-        events = events.filter(trigger_type=breaker_type)
-    return events
-
-
 def record_trigger(
     pool: Pool, trigger: BreakerTrigger, now: datetime
 ) -> CircuitBreakerEvent | None:
     """Store a trigger unless the same breaker (type, and entity for a cooldown) is already in
     force; the cache mirror is refreshed once the transaction commits."""
-    in_force = active_events(pool, now, str(trigger.type)).filter(entity_id=trigger.entity)
-    if in_force.exists():
+    same = in_force(pool, now).filter(trigger_type=str(trigger.type), entity_id=trigger.entity)
+    if same.exists():
         return None
     event = CircuitBreakerEvent.objects.create(
         pool=pool,
@@ -62,32 +54,13 @@ def record_trigger(
         trigger.expires_at.isoformat(),
         trigger.figures,
     )
-    transaction.on_commit(lambda: mirror_breakers(now))
+    mirror_breakers_on_commit(now)
     return event
 
 
-@transaction.atomic
-def clear_breaker(
-    pool: Pool,
-    breaker_type: str,
-    *,
-    actor: str,
-    reason: str,
-    now: datetime,
-    entity: str | None = None,
-) -> int:
-    """Clear the breakers of a type in force now (one entity's cooldown when given), recording
-    who and why; returns how many were cleared."""
-    if breaker_type not in BreakerType.values:
-        raise ValueError(f"unknown breaker type {breaker_type!r}; one of {BreakerType.values}")
-    if not reason.strip():
-        raise ValueError("a reason is required to clear a breaker")
-    events = active_events(pool, now, breaker_type)
-    if entity:
-        events = events.filter(entity_id=entity)
-    cleared = events.update(cleared_at=now, cleared_by=actor, clear_reason=reason)
+def mirror_breakers_on_commit(now: datetime) -> None:
+    """Refresh the cache mirror once the current transaction has committed."""
     transaction.on_commit(lambda: mirror_breakers(now))
-    return cleared
 
 
 def mirror_breakers(now: datetime) -> None:
@@ -96,9 +69,9 @@ def mirror_breakers(now: datetime) -> None:
     Each key holds ``{"pools": {pool: [{"entity", "triggered_at", "expires_at"}, …]}}`` and
     expires with the last of its events; a type with nothing in force has no key.
     """
-    rows = CircuitBreakerEvent.objects.filter(
-        triggered_at__lte=now, expires_at__gt=now, cleared_at__isnull=True
-    ).values_list("trigger_type", "pool__name", "entity_id", "triggered_at", "expires_at")
+    rows = in_force(None, now).values_list(
+        "trigger_type", "pool__name", "entity_id", "triggered_at", "expires_at"
+    )
     state: dict[str, dict] = {}
     for kind, pool_name, entity, triggered, expires in rows:
         entry = state.setdefault(kind, {"pools": {}, "expires_at": expires})

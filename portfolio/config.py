@@ -1,8 +1,11 @@
-"""Reading and changing a pool's engine configuration, with validation (orchestration).
+"""Reading, parsing and validating a pool's configuration: engine settings, the execution
+gate's risk limits and the risk tiers' parameters.
 
-``validate_engine_config`` holds every rule an EngineConfig must satisfy beyond the field
-types; it is pure, so the admin's ModelForm ``clean`` and the ``engine_config`` command share
-it. The same rules are check constraints in the database, as a last line of defence.
+``validate_engine_config``, ``validate_pool_risk_limits`` and ``validate_tier_params`` hold every
+rule those rows must satisfy beyond the field types; they are pure, so the admin's forms, the
+commands, the API and the audited actions (``portfolio.actions``, the only code that changes
+them) share them. The same rules are check constraints in the database, as a last line of
+defence.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import models
 
-from portfolio.models import EngineConfig, Pool
-from portfolio.services import get_engine_config
+from portfolio.errors import ActionError
+from portfolio.models import EngineConfig, Pool, PoolRiskConfig
+from portfolio.selectors import get_engine_config
 
 #: Every editable EngineConfig field, in model order.
 ENGINE_CONFIG_FIELDS: tuple[str, ...] = tuple(
@@ -43,16 +47,8 @@ ORDERED_PAIRS = (
 ConfigValue = int | Decimal
 
 
-class EngineConfigError(Exception):
+class EngineConfigError(ActionError):
     """The configuration was not changed; ``errors`` maps each key (or ``""``) to its problem."""
-
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        self.errors = dict(errors)
-        super().__init__(
-            "\n".join(
-                f"{key}: {message}" if key else message for key, message in self.errors.items()
-            )
-        )
 
 
 def _as_decimal(value: Any) -> Decimal | None:
@@ -174,54 +170,121 @@ def get_engine_config_values(pool_name: str) -> EngineConfigView:
     return _view(pool, get_engine_config(pool))
 
 
-def parse_engine_config_values(
-    assignments: Mapping[str, str],
+def parse_config_values(
+    model: type[models.Model],
+    fields: tuple[str, ...],
+    assignments: Mapping[str, Any],
 ) -> tuple[dict[str, ConfigValue], dict[str, str]]:
-    """Typed values of textual ``{field: value}`` assignments, and the problems found.
+    """Typed values of ``{field: value}`` assignments to ``model``'s ``fields``, and the
+    problems found.
 
-    Each value is read by its model field (integer fields take whole numbers, decimal fields at
-    most their decimal places). An unknown key gets a "did you mean" with the closest field names.
+    Each value (text, or a number from JSON) is read by its model field (integer fields take
+    whole numbers, decimal fields at most their decimal places). An unknown key gets a "did you
+    mean" with the closest field names.
     """
     values: dict[str, ConfigValue] = {}
     errors: dict[str, str] = {}
-    for key, text in assignments.items():
-        if key not in ENGINE_CONFIG_FIELDS:
-            close = difflib.get_close_matches(key, ENGINE_CONFIG_FIELDS, n=3, cutoff=0.6)
+    for key, raw in assignments.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3, cutoff=0.6)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
             errors[key] = f"unknown setting{hint}"
             continue
-        field = EngineConfig._meta.get_field(key)
+        if isinstance(raw, bool) or raw is None or isinstance(raw, list | dict):
+            errors[key] = f"{raw!r} is not a number"
+            continue
+        text = str(raw).strip()
+        if isinstance(raw, float) and not math.isfinite(raw):
+            errors[key] = f"{text} is not a number"
+            continue
+        field = model._meta.get_field(key)
         try:
-            values[key] = field.clean(text.strip(), None)
+            values[key] = field.clean(text, None)
         except ValidationError as exc:
             message = " ".join(exc.messages)
-            errors[key] = message if text.strip() in message else f"{message} (got {text!r})"
+            errors[key] = message if text in message else f"{message} (got {text!r})"
     return values, errors
 
 
-def set_engine_config(pool_name: str, assignments: Mapping[str, str]) -> EngineConfigChange:
-    """Set several engine settings of a pool at once: all of them or none.
+def parse_engine_config_values(
+    assignments: Mapping[str, Any],
+) -> tuple[dict[str, ConfigValue], dict[str, str]]:
+    """``parse_config_values`` for the engine settings."""
+    return parse_config_values(EngineConfig, ENGINE_CONFIG_FIELDS, assignments)
 
-    ``assignments`` maps field names to values as text (``{"daily_loss_pct": "0.04"}``).
-    Values are parsed by ``parse_engine_config_values`` and the merged configuration is checked
-    by ``validate_engine_config``; any problem raises ``EngineConfigError`` with every problem
-    found (a value that does not parse keeps its stored value in the cross-field checks) and
-    nothing is saved. The row is locked (PostgreSQL) while it is read, checked and saved,
-    and the engine reads it at the start of its next cycle.
+
+#: Every editable PoolRiskConfig field, in model order.
+POOL_RISK_FIELDS: tuple[str, ...] = tuple(
+    field.name
+    for field in PoolRiskConfig._meta.concrete_fields
+    if field.name not in {"id", "pool", "updated_at"}
+)
+#: Every editable RiskTierConfig field (name and level identify the tier and never change).
+TIER_FIELDS: tuple[str, ...] = (
+    "min_confidence",
+    "max_position_pct",
+    "stop_loss_atr_multiplier",
+    "reward_risk_ratio",
+    "max_sector_pct",
+    "max_portfolio_heat",
+)
+
+
+def _check_numbers(
+    values: Mapping[str, Any],
+    *,
+    fractions: tuple[str, ...] = (),
+    at_least_one: tuple[str, ...] = (),
+    positive: tuple[str, ...] = (),
+) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for name in (*fractions, *at_least_one, *positive):
+        value = values.get(name)
+        if value is None:
+            continue
+        number = _as_decimal(value)
+        if number is None:
+            errors[name] = f"{value!r} is not a number"
+        elif name in fractions and not Decimal(0) < number <= Decimal(1):
+            errors[name] = f"{format_number(number)} is not in (0, 1]: a fraction, 0.05 means 5 %"
+        elif name in at_least_one and (number < 1 or number != number.to_integral_value()):
+            errors[name] = f"{format_number(number)} is not a whole number ≥ 1"
+        elif name in positive and number <= 0:
+            errors[name] = f"{format_number(number)} is not > 0"
+    return errors
+
+
+def validate_pool_risk_limits(values: Mapping[str, Any]) -> dict[str, str]:
+    """The problems of a pool's execution risk limits, as {field: message}; empty when valid.
+
+    ``max_sector_pct`` and ``max_daily_loss_pct`` are fractions in (0, 1] (0.05 = 5 %);
+    ``max_open_commitments`` and ``max_orders_per_minute`` whole numbers ≥ 1;
+    ``max_order_notional`` dollars > 0. Missing or None fields are skipped. Pure.
     """
-    if not assignments:
-        raise EngineConfigError({"": "no setting given"})
-    pool = _pool(pool_name)
-    values, errors = parse_engine_config_values(assignments)
-    with transaction.atomic():
-        config = EngineConfig.objects.select_for_update().get(pk=get_engine_config(pool).pk)
-        merged = {name: getattr(config, name) for name in ENGINE_CONFIG_FIELDS} | values
-        for name, message in validate_engine_config(merged).items():
-            errors.setdefault(name, message)
-        if errors:
-            raise EngineConfigError(errors)
-        changes = {name: (getattr(config, name), value) for name, value in values.items()}
-        for name, value in values.items():
-            setattr(config, name, value)
-        config.save(update_fields=[*values, "updated_at"])
-    return EngineConfigChange(pool.name, changes)
+    return _check_numbers(
+        values,
+        fractions=("max_sector_pct", "max_daily_loss_pct"),
+        at_least_one=("max_open_commitments", "max_orders_per_minute"),
+        positive=("max_order_notional",),
+    )
+
+
+def validate_tier_params(values: Mapping[str, Any]) -> dict[str, str]:
+    """The problems of a risk tier's parameters, as {field: message}; empty when valid.
+
+    ``min_confidence``, ``max_position_pct``, ``max_sector_pct`` and ``max_portfolio_heat`` are
+    fractions in (0, 1]; ``stop_loss_atr_multiplier`` and ``reward_risk_ratio`` multipliers
+    above 0. Missing or None fields are skipped. Pure.
+    """
+    return _check_numbers(
+        values,
+        fractions=("min_confidence", "max_position_pct", "max_sector_pct", "max_portfolio_heat"),
+        positive=("stop_loss_atr_multiplier", "reward_risk_ratio"),
+    )
+
+
+def json_value(value: Any) -> Any:
+    """A configuration value as an audit row stores it: Decimals as their shortest text."""
+    if isinstance(value, Decimal):
+        return format_number(value)
+    return value

@@ -14,19 +14,25 @@ from django.db.models import Model
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from decisions.engine import run_decision_cycle
 from decisions.models import DecisionRecord, Recommendation
-from execution.models import Order, PoolRiskConfig, RiskEvaluation
+from execution.models import Order, RiskEvaluation
+from execution.selectors import pool_as_of
 from execution.worker import drain_queued_orders
-from portfolio.admin import ENGINE_CONFIG_SECTIONS, load_pool_state
-from portfolio.config import ENGINE_CONFIG_FIELDS
+from portfolio import actions
+from portfolio.admin import ENGINE_CONFIG_SECTIONS, render_pool_state
+from portfolio.config import ENGINE_CONFIG_FIELDS, POOL_RISK_FIELDS, TIER_FIELDS
 from portfolio.models import (
     CircuitBreakerEvent,
     Commitment,
     EngineConfig,
+    Fill,
     MarketSnapshot,
+    OperatorAction,
     Pool,
+    PoolRiskConfig,
     PoolSnapshot,
     ReserveLedgerEntry,
     RiskTierConfig,
@@ -48,6 +54,8 @@ AUDIT_MODELS = (
     ReserveLedgerEntry,
     RiskTierHistory,
     CircuitBreakerEvent,
+    Fill,
+    OperatorAction,
 )
 REGISTERED_MODELS = sorted(admin.site._registry, key=lambda m: m._meta.label)
 
@@ -123,6 +131,14 @@ def audit_pool(db) -> Pool:
         triggered_at=NOW - timedelta(minutes=5),
         expires_at=NOW + timedelta(hours=2),
         figures={"daily_loss_pct": "0.06"},
+    )
+    actions.change_engine_config(
+        pool,
+        {"dedupe_ttl_hours": "12"},
+        actor="ops",
+        reason="shorter dedupe window",
+        now=NOW,
+        via="command",
     )
     return pool
 
@@ -416,8 +432,13 @@ def test_no_count_paginator_reads_the_planner_estimate_on_postgresql(audit_pool)
 
 def engine_form_data(config: EngineConfig, **changes: str) -> dict[str, str]:
     data = {name: str(getattr(config, name)) for name in ENGINE_CONFIG_FIELDS}
+    data["reason"] = "review"
     data.update(changes)
     return data
+
+
+def config_actions(kind: str):
+    return OperatorAction.objects.filter(action=kind)
 
 
 def test_engine_config_fieldsets_cover_every_setting_once():
@@ -444,6 +465,20 @@ def test_engine_config_form_rejects_a_fraction_above_one(admin_client, db):
     assert "daily_loss_pct" in errors
     assert "(0, 1]" in errors["daily_loss_pct"][0]
     assert model_to_dict(EngineConfig.objects.get(pk=config.pk)) == before
+    assert not config_actions("change_engine_config").exists()
+
+
+def test_engine_config_form_needs_a_reason(admin_client, db):
+    pool = factories.make_pool(now=NOW)
+    config = EngineConfig.objects.get(pool=pool)
+    before = model_to_dict(config)
+    response = admin_client.post(
+        change_url(config), engine_form_data(config, daily_loss_pct="0.04", reason="")
+    )
+    assert response.status_code == 200
+    assert "reason" in response.context["adminform"].form.errors
+    assert model_to_dict(EngineConfig.objects.get(pk=config.pk)) == before
+    assert not config_actions("change_engine_config").exists()
 
 
 def test_engine_config_form_rejects_reduce_at_or_above_reject(admin_client, db):
@@ -465,15 +500,29 @@ def test_engine_config_form_rejects_reduce_at_or_above_reject(admin_client, db):
     assert model_to_dict(EngineConfig.objects.get(pk=config.pk)) == before
 
 
-def test_engine_config_form_saves_a_valid_change(admin_client, db):
+def test_engine_config_form_saves_through_the_action_with_its_audit_row(admin_client, db):
     pool = factories.make_pool(now=NOW)
     config = EngineConfig.objects.get(pool=pool)
     response = admin_client.post(
-        change_url(config), engine_form_data(config, daily_loss_pct="0.04")
+        change_url(config),
+        engine_form_data(config, daily_loss_pct="0.04", reason="calmer market"),
     )
     assert response.status_code == 302
     config.refresh_from_db()
     assert config.daily_loss_pct == Decimal("0.04")
+    audit = config_actions("change_engine_config").get()
+    assert (audit.pool, audit.actor, audit.via) == (pool, "admin", "admin")
+    assert audit.reason == "calmer market"
+    assert (audit.before, audit.after) == ({"daily_loss_pct": "0.05"}, {"daily_loss_pct": "0.04"})
+
+
+def test_engine_config_form_without_a_change_records_nothing(admin_client, db):
+    pool = factories.make_pool(now=NOW)
+    config = EngineConfig.objects.get(pool=pool)
+    response = admin_client.post(change_url(config), engine_form_data(config), follow=True)
+    assert response.status_code == 200
+    assert "No value changed" in response.content.decode()
+    assert not config_actions("change_engine_config").exists()
 
 
 @pytest.mark.parametrize(
@@ -489,22 +538,14 @@ def test_engine_config_form_saves_a_valid_change(admin_client, db):
 def test_risk_tier_form_rejects_values_out_of_range(admin_client, db, field, value):
     tier = RiskTierConfig.objects.get(name="moderate")
     before = model_to_dict(tier)
-    data = {
-        name: str(getattr(tier, name))
-        for name in (
-            "min_confidence",
-            "max_position_pct",
-            "stop_loss_atr_multiplier",
-            "reward_risk_ratio",
-            "max_sector_pct",
-            "max_portfolio_heat",
-        )
-    }
+    data = {name: str(getattr(tier, name)) for name in TIER_FIELDS}
     data[field] = value
+    data["reason"] = "review"
     response = admin_client.post(change_url(tier), data)
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
     assert model_to_dict(RiskTierConfig.objects.get(pk=tier.pk)) == before
+    assert not config_actions("change_tier_config").exists()
 
 
 def test_risk_tier_form_saves_a_valid_change(admin_client, db):
@@ -516,11 +557,21 @@ def test_risk_tier_form_saves_a_valid_change(admin_client, db):
         "reward_risk_ratio": "1.5",
         "max_sector_pct": "0.3",
         "max_portfolio_heat": "0.2",
+        "reason": "quarterly review",
     }
     assert admin_client.post(change_url(tier), data).status_code == 302
     tier.refresh_from_db()
     assert tier.min_confidence == Decimal("0.6")
     assert tier.max_position_pct == Decimal("1")
+    audit = config_actions("change_tier_config").get()
+    assert (audit.pool, audit.actor, audit.via, audit.reason) == (
+        None,
+        "admin",
+        "admin",
+        "quarterly review",
+    )
+    assert audit.before["tier"] == audit.after["tier"] == "moderate"
+    assert audit.after["min_confidence"] == "0.6"
 
 
 @pytest.mark.parametrize(
@@ -531,21 +582,40 @@ def test_pool_risk_config_form_rejects_values_out_of_range(admin_client, db, fie
     pool = factories.make_pool(now=NOW)
     limits = PoolRiskConfig.objects.get(pool=pool)
     before = model_to_dict(limits)
-    data = {
-        name: str(getattr(limits, name))
-        for name in (
-            "max_open_commitments",
-            "max_sector_pct",
-            "max_daily_loss_pct",
-            "max_order_notional",
-            "max_orders_per_minute",
-        )
-    }
+    data = {name: str(getattr(limits, name)) for name in POOL_RISK_FIELDS}
     data[field] = value
+    data["reason"] = "review"
     response = admin_client.post(change_url(limits), data)
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
     assert model_to_dict(PoolRiskConfig.objects.get(pk=limits.pk)) == before
+    assert not config_actions("change_pool_risk_limits").exists()
+
+
+def test_pool_risk_config_form_saves_through_the_action(admin_client, db):
+    pool = factories.make_pool(now=NOW)
+    limits = PoolRiskConfig.objects.get(pool=pool)
+    data = {name: str(getattr(limits, name)) for name in POOL_RISK_FIELDS}
+    data.update(max_orders_per_minute="30", reason="broker rate limit")
+    assert admin_client.post(change_url(limits), data).status_code == 302
+    limits.refresh_from_db()
+    assert limits.max_orders_per_minute == 30
+    audit = config_actions("change_pool_risk_limits").get()
+    assert (audit.pool, audit.actor, audit.via, audit.reason) == (
+        pool,
+        "admin",
+        "admin",
+        "broker rate limit",
+    )
+    assert (audit.before, audit.after) == (
+        {"max_orders_per_minute": 120},
+        {"max_orders_per_minute": 30},
+    )
+
+
+@pytest.mark.parametrize("model", [EngineConfig, PoolRiskConfig, RiskTierConfig])
+def test_configurations_are_not_added_in_the_admin(admin_client, db, model):
+    assert admin_client.get(add_url(model)).status_code == 403
 
 
 # --- pools ----------------------------------------------------------------------------------------
@@ -566,30 +636,63 @@ def test_pool_change_page_opens_with_commitments_and_breakers(admin_client, audi
     assert b"could not be computed" not in response.content
 
 
-def test_pool_state_values_commitments_at_the_current_value(audit_pool):
+def test_pool_page_shows_the_read_model_of_the_pool(admin_client, audit_pool):
+    """The panel shows what ``execution.selectors.pool_as_of`` computes now, as the engine
+    would."""
+    audit_pool.refresh_from_db()
+    html = admin_client.get(change_url(audit_pool)).content.decode()
+    state = pool_as_of(audit_pool, timezone.now())
+    assert len(state.positions) == 1
+    assert f"<th>Active pool</th><td>{state.active_pool:,.2f}</td>" in html
+    assert f"{state.pool_exposure:,.2f} of {state.exposure_cap:,.2f}" in html
+    assert "<th>Open commitments</th><td>1</td>" in html
+
+
+def test_pool_state_panel_renders_the_pool_as_of_an_instant(audit_pool):
     commitment = Commitment.objects.get(pool=audit_pool)
     audit_pool.refresh_from_db()
-    state = load_pool_state(audit_pool, NOW)
+    state = pool_as_of(audit_pool, NOW)
     value = commitment.entry_value  # filled at the latest close, the current value at NOW
-    assert state.open_commitments == 1
-    assert state.unvalued_commitments == ()
+    assert state.unvalued == ()
     assert state.total_value == audit_pool.cash + commitment.units * value
-    assert state.active_pool == state.total_value - audit_pool.reserve_balance
-    assert state.pool_exposure == commitment.units * (value - commitment.risk_threshold)
     assert state.exposure_cap == Decimal("0.2") * state.active_pool
-    assert state.risk_tier == "Moderate"
-    assert state.breakers == ("daily_loss",)
-    assert state.breakers_until == NOW + timedelta(hours=2)
+    html = render_pool_state(state)
+    assert "<th>Risk tier</th><td>Moderate</td>" in html
+    assert f"<th>Total pool value</th><td>{state.total_value:,.2f}</td>" in html
+    assert "% of the cap: 20.00 % of the active pool)" in html
+    assert "<th>Active circuit breakers</th><td>daily_loss until 2026-11-18 13:00:00 EST" in html
+    assert "<th>Open commitments</th><td>1</td>" in html
 
 
-def test_pool_state_without_commitments_or_market_data(db):
+def test_pool_page_without_commitments_or_market_data(admin_client, db):
     pool = factories.make_pool(now=NOW, cash="2500", tier="conservative")
-    state = load_pool_state(pool, NOW)
-    assert state.total_value == Decimal("2500")
-    assert state.active_pool == Decimal("2500")
-    assert state.pool_exposure == 0
-    assert state.open_commitments == 0
-    assert state.breakers == ()
+    html = admin_client.get(change_url(pool)).content.decode()
+    assert "<th>Total pool value</th><td>2,500.00</td>" in html
+    assert "<th>Active circuit breakers</th><td>none</td>" in html
+    assert "<th>Open commitments</th><td>0</td>" in html
+    assert "<td>Conservative</td>" in html
+
+
+def test_pool_page_links_to_its_operator_actions(admin_client, audit_pool):
+    html = admin_client.get(change_url(audit_pool)).content.decode()
+    assert f"{changelist_url(OperatorAction)}?pool__id__exact={audit_pool.pk}" in html
+    response = admin_client.get(changelist_url(OperatorAction), {"pool__id__exact": audit_pool.pk})
+    assert {row.action for row in listed(response)} == {"create_pool", "change_engine_config"}
+
+
+def test_operator_action_list_filters_on_action_and_via(admin_client, audit_pool):
+    response = admin_client.get(changelist_url(OperatorAction), {"via__exact": "command"})
+    assert [row.action for row in listed(response)] == ["change_engine_config"]
+    response = admin_client.get(changelist_url(OperatorAction), {"action__exact": "create_pool"})
+    assert [row.pool for row in listed(response)] == [audit_pool]
+
+
+def test_operator_action_page_shows_before_and_after_as_json(admin_client, audit_pool):
+    row = OperatorAction.objects.get(action="change_engine_config")
+    html = admin_client.get(change_url(row)).content.decode()
+    assert "shorter dedupe window" in html
+    assert '<pre class="admin-json">{\n  &quot;dedupe_ttl_hours&quot;: 24\n}</pre>' in html
+    assert "&quot;dedupe_ttl_hours&quot;: 12" in html
 
 
 def test_pool_form_changes_neither_cash_nor_tier_nor_the_halt(admin_client, db):
@@ -620,7 +723,7 @@ def test_pool_added_in_the_admin_gets_its_configuration(admin_client, db):
         "adapter": "paper",
         "cash": "5000",
         "risk_tier": "conservative",
-        "halt_reason": "",
+        "reason": "new strategy book",
     }
     response = admin_client.post(add_url(Pool), data)
     assert response.status_code == 302
@@ -629,6 +732,24 @@ def test_pool_added_in_the_admin_gets_its_configuration(admin_client, db):
     assert EngineConfig.objects.filter(pool=pool).exists()
     assert PoolRiskConfig.objects.filter(pool=pool).exists()
     assert RiskTierHistory.objects.filter(pool=pool, new_tier="conservative").exists()
+    audit = OperatorAction.objects.get(pool=pool)
+    assert (audit.action, audit.actor, audit.via) == ("create_pool", "admin", "admin")
+    assert audit.reason == "new strategy book"
+
+
+def test_pool_added_in_the_admin_needs_a_reason(admin_client, db):
+    data = {
+        "name": "new-pool",
+        "mode": "simulation",
+        "adapter": "paper",
+        "cash": "5000",
+        "risk_tier": "conservative",
+    }
+    response = admin_client.post(add_url(Pool), data)
+    assert response.status_code == 200
+    assert "reason" in response.context["adminform"].form.errors
+    assert not Pool.objects.filter(name="new-pool").exists()
+    assert not OperatorAction.objects.exists()
 
 
 def test_pools_and_configurations_cannot_be_deleted(admin_client, db):

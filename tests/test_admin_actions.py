@@ -1,6 +1,7 @@
 """Operator actions of the pool page: halt, resume, set the risk tier and clear a circuit
-breaker, each a form that asks for a reason, shows the pool's state and calls one
-orchestration function; only users who may change a pool reach them, and CSRF is enforced."""
+breaker, each a form that asks for a reason, shows the pool's state and calls one audited action
+(``via="admin"``, the user as the actor); only users who may change a pool reach them, and CSRF
+is enforced."""
 
 from __future__ import annotations
 
@@ -13,13 +14,28 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from portfolio.breakers import active_events, record_trigger
+from portfolio import actions
+from portfolio.breakers import record_trigger
 from portfolio.circuit_breaker import BreakerTrigger, BreakerType
-from portfolio.models import CircuitBreakerEvent, Pool, RiskTierHistory, TierTrigger
-from portfolio.services import set_halt
+from portfolio.models import (
+    CircuitBreakerEvent,
+    OperatorAction,
+    Pool,
+    RiskTierHistory,
+    TierTrigger,
+)
+from portfolio.selectors import in_force
 from tests import factories
 
 ACTIONS = ("halt", "resume", "set_tier", "clear_breaker")
+
+
+def halt(pool: Pool, reason: str, actor: str = "ops") -> None:
+    actions.halt_pool(pool, actor=actor, reason=reason, now=timezone.now(), via="command")
+
+
+def audit_rows(pool: Pool, action: str):
+    return OperatorAction.objects.filter(pool=pool, action=action)
 
 
 def action_url(pool: Pool, action: str) -> str:
@@ -75,6 +91,10 @@ def test_halt_with_a_reason_halts_the_pool_with_the_actor(admin_client, pool):
     page = admin_client.get(response.url)
     assert "is halted: broker maintenance" in page.content.decode()
     assert LogEntry.objects.filter(object_id=str(pool.pk)).count() == 1
+    row = audit_rows(pool, "halt").get()
+    assert (row.actor, row.reason, row.via) == ("admin", "broker maintenance", "admin")
+    assert row.before == {"halted": False, "halt_reason": ""}
+    assert row.after == {"halted": True, "halt_reason": "broker maintenance (admin)"}
 
 
 @pytest.mark.parametrize("reason", ["", "   "])
@@ -85,15 +105,17 @@ def test_halt_without_a_reason_shows_the_form_error_and_leaves_the_pool(admin_cl
     pool.refresh_from_db()
     assert pool.halted is False
     assert pool.halt_reason == ""
+    assert not audit_rows(pool, "halt").exists()
 
 
 def test_halt_of_a_halted_pool_changes_nothing_and_says_so(admin_client, pool):
-    set_halt(pool.name, halted=True, reason="first", actor="ops")
+    halt(pool, "first")
     response = admin_client.post(action_url(pool, "halt"), {"reason": "second"})
     assert response.status_code == 200
     assert "already halted: nothing changed" in response.content.decode()
     pool.refresh_from_db()
     assert pool.halt_reason == "first (ops)"
+    assert audit_rows(pool, "halt").count() == 1
 
 
 def test_halt_reason_longer_than_the_room_left_for_the_actor_is_refused(admin_client, pool):
@@ -104,27 +126,38 @@ def test_halt_reason_longer_than_the_room_left_for_the_actor_is_refused(admin_cl
     assert pool.halted is False
 
 
-def test_resume_without_a_reason_resumes_the_pool(admin_client, pool):
-    set_halt(pool.name, halted=True, reason="maintenance", actor="ops")
-    response = admin_client.post(action_url(pool, "resume"), {"reason": ""})
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_resume_without_a_reason_shows_the_form_error_and_stays_halted(admin_client, pool, reason):
+    halt(pool, "maintenance")
+    response = admin_client.post(action_url(pool, "resume"), {"reason": reason})
+    assert response.status_code == 200
+    assert response.context["form"].errors["reason"] == ["This field is required."]
+    pool.refresh_from_db()
+    assert pool.halted is True
+    assert not audit_rows(pool, "resume").exists()
+
+
+def test_resume_with_a_reason_resumes_and_records_the_lifted_halt(admin_client, pool):
+    halt(pool, "maintenance")
+    response = admin_client.post(action_url(pool, "resume"), {"reason": "broker back"})
     assert response.status_code == 302
     pool.refresh_from_db()
     assert pool.halted is False
     assert pool.halt_reason == ""
-
-
-def test_resume_reason_is_kept_in_the_admin_history(admin_client, pool):
-    set_halt(pool.name, halted=True, reason="maintenance", actor="ops")
-    admin_client.post(action_url(pool, "resume"), {"reason": "broker back"})
+    row = audit_rows(pool, "resume").get()
+    assert (row.actor, row.reason, row.via) == ("admin", "broker back", "admin")
+    assert row.before == {"halted": True, "halt_reason": "maintenance (ops)"}
+    assert row.after == {"halted": False, "halt_reason": ""}
     entry = LogEntry.objects.get(object_id=str(pool.pk))
     assert "broker back" in entry.get_change_message()
     assert entry.user.get_username() == "admin"
 
 
 def test_resume_of_a_running_pool_changes_nothing_and_says_so(admin_client, pool):
-    response = admin_client.post(action_url(pool, "resume"), {"reason": ""})
+    response = admin_client.post(action_url(pool, "resume"), {"reason": "x"})
     assert response.status_code == 200
     assert "not halted: nothing changed" in response.content.decode()
+    assert not audit_rows(pool, "resume").exists()
 
 
 # --- risk tier --------------------------------------------------------------------------------
@@ -143,6 +176,12 @@ def test_set_tier_writes_a_manual_history_row_with_actor_and_reason(admin_client
     assert row.reason == "earnings week"
     assert row.previous_tier == "moderate"
     assert row.new_tier == "conservative"
+    audit = audit_rows(pool, "set_risk_tier").get()
+    assert (audit.actor, audit.reason, audit.via) == ("admin", "earnings week", "admin")
+    assert (audit.before, audit.after) == (
+        {"risk_tier": "moderate"},
+        {"risk_tier": "conservative"},
+    )
 
 
 def test_set_tier_without_a_reason_shows_the_form_error(admin_client, pool):
@@ -182,7 +221,11 @@ def test_clear_breaker_records_who_when_and_why_and_nothing_stays_in_force(admin
     assert event.cleared_at is not None
     assert event.cleared_by == "admin"
     assert event.clear_reason == "loss was a glitch"
-    assert not active_events(pool, timezone.now()).exists()
+    assert not in_force(pool, timezone.now()).exists()
+    audit = audit_rows(pool, "clear_breaker").get()
+    assert (audit.actor, audit.reason, audit.via) == ("admin", "loss was a glitch", "admin")
+    assert [e["event"] for e in audit.before["in_force"]] == [event.pk]
+    assert audit.after == {"type": "daily_loss", "in_force": []}
 
 
 def test_clear_breaker_clears_only_the_chosen_entity_cooldown(admin_client, pool, now):
@@ -225,6 +268,7 @@ def test_clear_breaker_of_an_unknown_type_shows_the_refusal(admin_client, pool):
     )
     assert response.status_code == 200
     assert "unknown breaker type" in response.context["form"].non_field_errors()[0]
+    assert not audit_rows(pool, "clear_breaker").exists()
 
 
 def test_clear_breaker_page_without_breakers_offers_no_submit(admin_client, pool):
@@ -239,7 +283,7 @@ def test_clear_breaker_page_without_breakers_offers_no_submit(admin_client, pool
 @pytest.mark.parametrize("action", ACTIONS)
 def test_each_form_page_shows_the_current_state(admin_client, pool, now, action):
     trip(pool, BreakerType.DAILY_LOSS, now)
-    set_halt(pool.name, halted=True, reason="maint <b>", actor="ops")
+    halt(pool, "maint <b>")
     response = admin_client.get(action_url(pool, action))
     assert response.status_code == 200
     page = response.content.decode()
@@ -279,7 +323,7 @@ def test_pool_page_shows_the_buttons_to_a_superuser(admin_client, pool):
 
 
 def test_halted_pool_page_offers_resume_instead_of_halt(admin_client, pool):
-    set_halt(pool.name, halted=True, reason="maintenance", actor="ops")
+    halt(pool, "maintenance")
     page = admin_client.get(pool_url(pool)).content.decode()
     assert f'href="{action_url(pool, "resume")}"' in page
     assert f'href="{action_url(pool, "halt")}"' not in page
@@ -325,7 +369,7 @@ def test_view_only_staff_gets_403_on_the_actions(client, viewer, pool, now, acti
     pool.refresh_from_db()
     assert pool.halted is False
     assert pool.risk_tier == "moderate"
-    assert active_events(pool, timezone.now()).exists()
+    assert in_force(pool, timezone.now()).exists()
 
 
 def test_anonymous_is_sent_to_the_login_page(client, pool):

@@ -10,13 +10,8 @@ from django.core.cache import cache
 
 from decisions.engine import run_decision_cycle
 from decisions.models import DecisionRecord, Recommendation
-from portfolio.breakers import (
-    active_events,
-    clear_breaker,
-    execution_cb_key,
-    mirror_breakers,
-    record_trigger,
-)
+from portfolio.actions import ActionError, clear_breaker
+from portfolio.breakers import execution_cb_key, mirror_breakers, record_trigger
 from portfolio.circuit_breaker import (
     BreakerConfig,
     BreakerTrigger,
@@ -24,8 +19,8 @@ from portfolio.circuit_breaker import (
     check_daily_loss,
     check_single_position,
 )
-from portfolio.models import CircuitBreakerEvent, Pool
-from portfolio.services import load_breaker_state
+from portfolio.models import CircuitBreakerEvent, OperatorAction, Pool
+from portfolio.selectors import breakers_in_force, in_force
 from tests import factories
 
 D = Decimal
@@ -110,20 +105,20 @@ def test_a_breaker_of_another_pool_is_not_this_pools(pool, session_now):
     other = factories.make_pool(now=session_now)
     record_trigger(other, daily_loss_trigger(session_now), session_now)
 
-    assert not load_breaker_state(pool, session_now).active
+    assert not breakers_in_force(pool, session_now).active
     assert record_trigger(pool, daily_loss_trigger(session_now), session_now) is not None
 
 
 # --- what the engine sees ---------------------------------------------------------------------
 
 
-def test_load_breaker_state_and_the_decision_cycle_see_a_recorded_breaker(pool, session_now):
+def test_breakers_in_force_and_the_decision_cycle_see_a_recorded_breaker(pool, session_now):
     symbol = entity_with_bars("E0", session_now)
     factories.make_entity("COOL")
     record_trigger(pool, daily_loss_trigger(session_now), session_now)
     record_trigger(pool, cooldown_trigger("COOL", session_now), session_now)
 
-    state = load_breaker_state(pool, session_now)
+    state = breakers_in_force(pool, session_now)
     assert state.pool_wide == ("daily_loss",) and state.active
     assert state.until == session_now + timedelta(hours=2)
     assert state.entity_cooldowns == {"COOL": session_now + timedelta(hours=48)}
@@ -143,8 +138,8 @@ def test_a_breaker_expires_at_the_exact_second(pool, session_now, seconds_after_
     record_trigger(pool, daily_loss_trigger(triggered), triggered)
     now = session_now + timedelta(seconds=seconds_after_expiry)
 
-    assert load_breaker_state(pool, now).active is active
-    assert active_events(pool, now).exists() is active
+    assert breakers_in_force(pool, now).active is active
+    assert in_force(pool, now).exists() is active
     decision = act_once(pool, symbol, now)
     assert decision.skip_reason == ("circuit_breaker_active" if active else "")
     assert decision.outcome == ("skip" if active else "act")
@@ -194,7 +189,7 @@ def test_the_cache_mirror_follows_triggers_and_clears(
     with django_capture_on_commit_callbacks(execute=True):
         cleared = clear_breaker(pool, "daily_loss", actor="ops", reason="checked", now=session_now)
 
-    assert cleared == 1
+    assert len(cleared.before["in_force"]) == 1
     assert cache.get(execution_cb_key("daily_loss")) is None
     assert cache.get(execution_cb_key("single_position")) is not None
 
@@ -241,7 +236,7 @@ def test_clear_breaker_records_who_and_why_and_the_next_cycle_acts(pool, session
         pool, "daily_loss", actor="ops", reason="loss was a data error", now=clear_at
     )
 
-    assert cleared == 1
+    assert cleared.changed
     event = CircuitBreakerEvent.objects.get()
     assert (event.cleared_at, event.cleared_by, event.clear_reason) == (
         clear_at,
@@ -249,7 +244,7 @@ def test_clear_breaker_records_who_and_why_and_the_next_cycle_acts(pool, session
         "loss was a data error",
     )
     assert event.figures["loss_ratio"] == "0.06"  # the trigger's figures are kept
-    assert not load_breaker_state(pool, clear_at).active
+    assert not breakers_in_force(pool, clear_at).active
     run_decision_cycle(pool.pk, clear_at + timedelta(minutes=1), dispatch=False)
     retried = DecisionRecord.objects.filter(recommendation=blocked.recommendation).latest("id")
     assert (retried.outcome, retried.processed) == ("act", True)
@@ -264,14 +259,17 @@ def test_clearing_one_entity_leaves_the_other_cooldowns(pool, session_now):
         pool, "single_position", actor="ops", reason="news", now=session_now, entity="AAA"
     )
 
-    assert cleared == 1
-    assert load_breaker_state(pool, session_now).entity_cooldowns == {
+    assert [event["entity"] for event in cleared.before["in_force"]] == ["AAA"]
+    assert breakers_in_force(pool, session_now).entity_cooldowns == {
         "BBB": session_now + timedelta(hours=48)
     }
 
 
 def test_clearing_when_nothing_is_in_force_clears_nothing(pool, session_now):
-    assert clear_breaker(pool, "volatility", actor="ops", reason="x", now=session_now) == 0
+    result = clear_breaker(pool, "volatility", actor="ops", reason="x", now=session_now)
+
+    assert not result.changed
+    assert not OperatorAction.objects.filter(action="clear_breaker").exists()
 
 
 @pytest.mark.parametrize(
@@ -285,11 +283,12 @@ def test_clearing_when_nothing_is_in_force_clears_nothing(pool, session_now):
 def test_clearing_needs_a_known_type_and_a_reason(pool, session_now, kind, reason, message):
     record_trigger(pool, daily_loss_trigger(session_now), session_now)
 
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ActionError, match=message):
         clear_breaker(pool, kind, actor="ops", reason=reason, now=session_now)
 
-    assert load_breaker_state(pool, session_now).pool_wide == ("daily_loss",)
+    assert breakers_in_force(pool, session_now).pool_wide == ("daily_loss",)
     assert CircuitBreakerEvent.objects.get().cleared_at is None
+    assert not OperatorAction.objects.filter(action="clear_breaker").exists()
 
 
 def test_breaker_types_agree_between_the_rules_and_the_models():

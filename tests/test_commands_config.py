@@ -1,5 +1,6 @@
-"""``engine_config``: printing and changing a pool's engine configuration, and the shared
-``validate_engine_config`` rules the admin form reuses."""
+"""``engine_config`` and ``pool_risk_limits``: printing and changing a pool's engine
+configuration and execution risk limits through their audited actions, and the shared
+``validate_engine_config`` rules."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from decimal import Decimal
 import pytest
 from django.core.management import CommandError, call_command
 
-from portfolio.config import ENGINE_CONFIG_FIELDS, validate_engine_config
-from portfolio.models import EngineConfig
+from portfolio.config import ENGINE_CONFIG_FIELDS, POOL_RISK_FIELDS, validate_engine_config
+from portfolio.models import EngineConfig, OperatorAction, PoolRiskConfig
 
 
-def run(*args: str) -> str:
+def run(*args: str, command: str = "engine_config") -> str:
     out = io.StringIO()
-    call_command("engine_config", *args, stdout=out)
+    call_command(command, *args, stdout=out)
     return out.getvalue()
 
 
@@ -125,6 +126,10 @@ def test_engine_config_sets_several_keys_together(pool):
         "max_active_commitments=8",
         "--set",
         "correlation_reject_threshold=0.9",
+        "--reason",
+        "tighter after the drawdown",
+        "--actor",
+        "ops",
     )
 
     config = config_of(pool)
@@ -133,6 +138,37 @@ def test_engine_config_sets_several_keys_together(pool):
     assert config.correlation_reject_threshold == Decimal("0.9")
     assert "daily_loss_pct" in output and "0.05 → 0.04" in output
     assert "10 → 8" in output
+    audit = OperatorAction.objects.exclude(action="create_pool").get(pool=pool)
+    assert (audit.action, audit.actor, audit.via) == ("change_engine_config", "ops", "command")
+    assert audit.reason == "tighter after the drawdown"
+    assert audit.before == {
+        "daily_loss_pct": "0.05",
+        "max_active_commitments": 10,
+        "correlation_reject_threshold": "0.8",
+    }
+    assert audit.after == {
+        "daily_loss_pct": "0.04",
+        "max_active_commitments": 8,
+        "correlation_reject_threshold": "0.9",
+    }
+
+
+def test_engine_config_set_needs_a_reason_and_printing_none(pool):
+    with pytest.raises(CommandError, match="--set needs --reason"):
+        run("--pool", pool.name, "--set", "siphon_pct=0.1")
+    with pytest.raises(CommandError, match="--reason: a reason is required"):
+        run("--pool", pool.name, "--set", "siphon_pct=0.1", "--reason", "  ")
+
+    assert config_of(pool).siphon_pct == Decimal("0.2")
+    assert not OperatorAction.objects.filter(action="change_engine_config").exists()
+    assert "siphon_pct" in run("--pool", pool.name)
+
+
+def test_engine_config_setting_the_stored_value_records_nothing(pool):
+    output = run("--pool", pool.name, "--set", "siphon_pct=0.20", "--reason", "check")
+
+    assert "unchanged" in output
+    assert not OperatorAction.objects.filter(action="change_engine_config").exists()
 
 
 @pytest.mark.parametrize(
@@ -163,18 +199,25 @@ def test_engine_config_one_bad_key_saves_nothing(pool, assignment, expected):
     before = config_of(pool)
 
     with pytest.raises(CommandError) as info:
-        run("--pool", pool.name, "--set", "high_water_pct=0.25", assignment, "dedupe_ttl_hours=12")
+        run(
+            *("--pool", pool.name, "--set", "high_water_pct=0.25", assignment),
+            *("dedupe_ttl_hours=12", "--reason", "x"),
+        )
 
     assert expected in str(info.value)
     after = config_of(pool)
     assert (after.high_water_pct, after.dedupe_ttl_hours) == (Decimal("0.3"), 24)
     assert (after.daily_loss_pct, after.atr_period) == (before.daily_loss_pct, before.atr_period)
     assert after.updated_at == before.updated_at
+    assert not OperatorAction.objects.filter(action="change_engine_config").exists()
 
 
 def test_engine_config_reports_every_problem_at_once(pool):
     with pytest.raises(CommandError) as info:
-        run("--pool", pool.name, "--set", "siphon_pct=5", "atr_period=x", "bogus=1")
+        run(
+            *("--pool", pool.name, "--set", "siphon_pct=5", "atr_period=x", "bogus=1"),
+            *("--reason", "x"),
+        )
 
     message = str(info.value)
     assert "siphon_pct:" in message and "atr_period:" in message and "bogus:" in message
@@ -184,8 +227,11 @@ def test_engine_config_reports_every_problem_at_once(pool):
     ("args", "expected"),
     [
         (["--pool", "nowhere"], "no pool named 'nowhere'"),
-        (["--pool", "nowhere", "--set", "siphon_pct=0.1"], "no pool named 'nowhere'"),
-        (["--set", "siphon_pct=0.1"], "--pool"),
+        (
+            ["--pool", "nowhere", "--set", "siphon_pct=0.1", "--reason", "x"],
+            "no pool named 'nowhere'",
+        ),
+        (["--set", "siphon_pct=0.1", "--reason", "x"], "--pool"),
     ],
 )
 def test_engine_config_argument_errors(db, args, expected):
@@ -205,7 +251,7 @@ def test_engine_config_argument_errors(db, args, expected):
 )
 def test_engine_config_rejects_malformed_assignments(pool, assignments, expected):
     with pytest.raises(CommandError) as info:
-        run("--pool", pool.name, "--set", *assignments)
+        run("--pool", pool.name, "--set", *assignments, "--reason", "x")
 
     assert expected in str(info.value)
     assert config_of(pool).siphon_pct == Decimal("0.2")
@@ -224,7 +270,7 @@ def test_rule_config_takes_every_field_from_the_row_and_refuses_a_missing_one(db
     from datetime import UTC, datetime
 
     from decisions.sizing import SizingConfig
-    from portfolio.services import rule_config
+    from portfolio.selectors import rule_config
     from portfolio.tier_controller import TierRules
     from tests import factories
 
@@ -238,3 +284,80 @@ def test_rule_config_takes_every_field_from_the_row_and_refuses_a_missing_one(db
     assert rule_config(TierRules, config, prefix="tier_").downgrade_drawdown == Decimal("0.2")
     with pytest.raises(AttributeError, match="no downgrade_success_rate for TierRules"):
         rule_config(TierRules, config)
+
+
+# ---------------------------------------------------------------------------------------------
+# pool_risk_limits command
+
+
+def limits_of(pool) -> PoolRiskConfig:
+    return PoolRiskConfig.objects.get(pool=pool)
+
+
+def test_pool_risk_limits_prints_every_limit_with_percents(pool):
+    output = run("--pool", pool.name, command="pool_risk_limits")
+
+    assert f"Execution risk limits of pool {pool.name}" in output
+    lines = {line.split()[0]: line.split()[1:] for line in output.splitlines()[2:]}
+    assert list(lines) == list(POOL_RISK_FIELDS)
+    assert lines["max_daily_loss_pct"] == ["0.05", "5", "%"]
+    assert lines["max_sector_pct"] == ["0.4", "40", "%"]
+    assert lines["max_open_commitments"] == ["10"]
+    assert lines["max_order_notional"] == ["1000000"]  # make_pool raises the notional
+
+
+def test_pool_risk_limits_sets_several_limits_with_their_audit_row(pool):
+    output = run(
+        *("--pool", pool.name, "--set", "max_order_notional=25000", "max_daily_loss_pct=0.04"),
+        *("--reason", "smaller orders this week", "--actor", "ops"),
+        command="pool_risk_limits",
+    )
+
+    limits = limits_of(pool)
+    assert limits.max_order_notional == Decimal("25000")
+    assert limits.max_daily_loss_pct == Decimal("0.04")
+    assert f"Updated the execution risk limits of pool {pool.name}:" in output
+    assert "1000000 → 25000" in output and "0.05 → 0.04" in output
+    audit = OperatorAction.objects.exclude(action="create_pool").get(pool=pool)
+    assert (audit.action, audit.actor, audit.via) == ("change_pool_risk_limits", "ops", "command")
+    assert audit.reason == "smaller orders this week"
+    assert audit.before == {"max_order_notional": "1000000", "max_daily_loss_pct": "0.05"}
+    assert audit.after == {"max_order_notional": "25000", "max_daily_loss_pct": "0.04"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("max_sector_pct=1.5", "--reason", "x"), "max_sector_pct: 1.5 is not in (0, 1]"),
+        (("max_open_commitments=0", "--reason", "x"), "not a whole number ≥ 1"),
+        (("max_order_notional=0", "--reason", "x"), "max_order_notional: 0 is not > 0"),
+        (("max_notional=5", "--reason", "x"), "did you mean max_order_notional"),
+        (("max_sector_pct=0.3",), "--set needs --reason"),
+        (("max_sector_pct=0.3", "--reason", " "), "--reason: a reason is required"),
+    ],
+)
+def test_pool_risk_limits_refuses_and_writes_nothing(pool, args, expected):
+    """Each case sets a valid limit beside the refused one: neither is saved."""
+    before = limits_of(pool)
+
+    with pytest.raises(CommandError) as info:
+        run(
+            *("--pool", pool.name, "--set", "max_orders_per_minute=60", *args),
+            command="pool_risk_limits",
+        )
+
+    assert expected in str(info.value)
+    after = limits_of(pool)
+    assert after.max_orders_per_minute == before.max_orders_per_minute == 120
+    assert after.updated_at == before.updated_at
+    assert not OperatorAction.objects.filter(action="change_pool_risk_limits").exists()
+
+
+def test_pool_risk_limits_reason_without_set_is_refused(pool):
+    with pytest.raises(CommandError, match="--reason goes with --set"):
+        run("--pool", pool.name, "--reason", "x", command="pool_risk_limits")
+
+
+def test_pool_risk_limits_of_an_unknown_pool(db):
+    with pytest.raises(CommandError, match="no pool named 'nowhere'"):
+        run("--pool", "nowhere", command="pool_risk_limits")

@@ -13,9 +13,11 @@ from django.core.management import CommandError, call_command
 from decisions.exports import AUDIT_TABLES
 from decisions.models import DecisionRecord
 from execution.models import Order
+from portfolio import actions
 from portfolio.models import (
     CircuitBreakerEvent,
     Commitment,
+    OperatorAction,
     PoolSnapshot,
     ReserveLedgerEntry,
     RiskTierHistory,
@@ -246,6 +248,38 @@ def test_export_pool_history_tables(pool, table, model, check):
     assert list(row) == columns(model)
     field, expected = check
     assert row[field] == expected
+
+
+def test_export_operator_actions_of_the_pool_with_before_and_after(pool):
+    other = factories.make_pool(now=NOW, name="other")
+    later = NOW + timedelta(minutes=5)
+    actions.halt_pool(pool, actor="ops", reason="broker <incident>", now=later, via="command")
+    actions.halt_pool(other, actor="ops", reason="elsewhere", now=later, via="admin")
+    actions.change_pool_risk_limits(
+        pool,
+        {"max_order_notional": "25000"},
+        actor="risk",
+        reason="smaller orders",
+        now=later + timedelta(minutes=1),
+        via="admin",
+    )
+
+    rows, summary = export("operator_actions", "--pool", pool.name)
+
+    assert [row["action"] for row in rows] == ["create_pool", "halt", "change_pool_risk_limits"]
+    assert all(list(row) == columns(OperatorAction) for row in rows)
+    assert {row["pool_id"] for row in rows} == {pool.id}
+    halt = rows[1]
+    assert (halt["actor"], halt["reason"], halt["via"]) == ("ops", "broker <incident>", "command")
+    assert halt["before"] == {"halted": False, "halt_reason": ""}
+    assert halt["after"] == {"halted": True, "halt_reason": "broker <incident> (ops)"}
+    assert halt["created_at"] == "2026-11-18T16:05:00+00:00"
+    assert rows[2]["before"] == {"max_order_notional": "1000000"}
+    assert rows[2]["after"] == {"max_order_notional": "25000"}
+    assert f"operator_actions of pool {pool.name}: 3 rows exported" in summary
+
+    rows, _ = export("operator_actions", "--pool", pool.name, "--since", "2026-11-18T16:06:00Z")
+    assert [row["action"] for row in rows] == ["change_pool_risk_limits"]
 
 
 def test_every_registered_table_has_its_pool_and_time_columns():

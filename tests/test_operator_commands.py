@@ -1,4 +1,5 @@
-"""Operator commands: schedules, clearing a breaker, the manual tier, halt and resume."""
+"""Operator commands: schedules, clearing a breaker, the manual tier, halt and resume; each change
+goes through its audited action with ``via="command"``."""
 
 from __future__ import annotations
 
@@ -14,11 +15,17 @@ from django_q.models import Schedule
 
 from decisions.engine import run_decision_cycle
 from decisions.models import DecisionRecord, Recommendation
+from decisions.schedules import SCHEDULES
 from execution.worker import drain_queued_orders
 from portfolio.breakers import record_trigger
 from portfolio.circuit_breaker import BreakerTrigger, BreakerType
-from portfolio.models import CircuitBreakerEvent, Commitment, Pool, RiskTierHistory
-from portfolio.schedules import SCHEDULES
+from portfolio.models import (
+    CircuitBreakerEvent,
+    Commitment,
+    OperatorAction,
+    Pool,
+    RiskTierHistory,
+)
 from tests import factories
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -118,6 +125,8 @@ def test_clear_circuit_breaker_clears_and_says_so(pool):
     event = CircuitBreakerEvent.objects.get()
     assert (event.cleared_by, event.clear_reason) == ("ops", "bad data feed")
     assert event.cleared_at is not None
+    audit = OperatorAction.objects.get(pool=pool, action="clear_breaker")
+    assert (audit.actor, audit.reason, audit.via) == ("ops", "bad data feed", "command")
 
 
 def test_clear_circuit_breaker_clears_one_entity_given_in_lower_case(pool):
@@ -138,9 +147,9 @@ def test_clear_circuit_breaker_clears_one_entity_given_in_lower_case(pool):
 @pytest.mark.parametrize(
     ("pool_name", "kind", "reason", "message"),
     [
-        ("no-such-pool", "daily_loss", "x", "No pool named 'no-such-pool'"),
+        ("no-such-pool", "daily_loss", "x", "--pool: no pool named 'no-such-pool'"),
         (None, "volatility", "x", "No volatility breaker is in force"),
-        (None, "daily_loss", "  ", "reason is required"),
+        (None, "daily_loss", "  ", "--reason: a reason is required"),
     ],
 )
 def test_clear_circuit_breaker_refuses(pool, pool_name, kind, reason, message):
@@ -153,6 +162,7 @@ def test_clear_circuit_breaker_refuses(pool, pool_name, kind, reason, message):
         )
 
     assert not CircuitBreakerEvent.objects.filter(cleared_at__isnull=False).exists()
+    assert not OperatorAction.objects.filter(action="clear_breaker").exists()
 
 
 # --- set_risk_tier ----------------------------------------------------------------------------
@@ -174,13 +184,15 @@ def test_set_risk_tier_command_writes_history_and_says_so(pool):
         "weekly review",
     )
     assert Pool.objects.get(pk=pool.pk).risk_tier == "conservative"
+    audit = OperatorAction.objects.get(pool=pool, action="set_risk_tier")
+    assert (audit.actor, audit.reason, audit.via) == ("ops", "weekly review", "command")
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--pool", "no-such-pool", "--tier", "aggressive", "--reason", "x"), "No pool named"),
-        (("--tier", "aggressive", "--reason", " "), "reason is required"),
+        (("--pool", "no-such-pool", "--tier", "aggressive", "--reason", "x"), "no pool named"),
+        (("--tier", "aggressive", "--reason", " "), "--reason: a reason is required"),
         (("--tier", "reckless", "--reason", "x"), "invalid choice"),
     ],
 )
@@ -192,6 +204,7 @@ def test_set_risk_tier_command_refuses(pool, args, message):
         run("set_risk_tier", *args)
 
     assert Pool.objects.get(pk=pool.pk).risk_tier == "moderate"
+    assert not OperatorAction.objects.filter(action="set_risk_tier").exists()
 
 
 # --- halt and resume --------------------------------------------------------------------------
@@ -229,13 +242,16 @@ def test_resume_lets_the_pool_enter_again(pool, session_now):
     run_decision_cycle(pool.pk, session_now, dispatch=False)
     assert decision_for(rec).skip_reason == "pool_halted"
 
-    output = run("resume", "--pool", pool.name, "--actor", "ops")
-    again = run("resume", "--pool", pool.name, "--actor", "ops")
+    output = run("resume", "--pool", pool.name, "--reason", "broker back", "--actor", "ops")
+    again = run("resume", "--pool", pool.name, "--reason", "broker back", "--actor", "ops")
 
     assert output.strip() == f"Pool {pool.name} is running."
     assert again.strip() == f"Pool {pool.name} was already running."
     pool.refresh_from_db()
     assert not pool.halted and pool.halt_reason == ""
+    audit = OperatorAction.objects.get(pool=pool, action="resume")
+    assert (audit.actor, audit.reason, audit.via) == ("ops", "broker back", "command")
+    assert audit.before["halt_reason"] == "maintenance (ops)"
     run_decision_cycle(pool.pk, session_now + timedelta(minutes=1), dispatch=False)
     assert decision_for(rec).outcome == "act"
 
@@ -247,13 +263,14 @@ def test_halting_twice_says_it_was_already_halted(pool):
 
     assert output.strip() == f"Pool {pool.name} was already halted."
     assert Pool.objects.get(pk=pool.pk).halt_reason == "first (ops)"
+    assert OperatorAction.objects.filter(pool=pool, action="halt").count() == 1
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         ((), "the following arguments are required: --reason"),
-        (("--reason", "  "), "reason is required"),
+        (("--reason", "  "), "--reason: a reason is required"),
     ],
 )
 def test_halt_needs_a_reason(pool, args, message):
@@ -261,9 +278,36 @@ def test_halt_needs_a_reason(pool, args, message):
         run("halt", "--pool", pool.name, *args)
 
     assert not Pool.objects.get(pk=pool.pk).halted
+    assert not OperatorAction.objects.filter(action="halt").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "the following arguments are required: --reason"),
+        (("--reason", "  "), "--reason: a reason is required"),
+    ],
+)
+def test_resume_needs_a_reason(pool, args, message):
+    run("halt", "--pool", pool.name, "--reason", "maintenance", "--actor", "ops")
+
+    with pytest.raises(CommandError, match=message):
+        run("resume", "--pool", pool.name, *args)
+
+    assert Pool.objects.get(pk=pool.pk).halted
+    assert not OperatorAction.objects.filter(action="resume").exists()
+
+
+def test_the_actor_defaults_to_the_os_user(pool):
+    import getpass
+
+    run("halt", "--pool", pool.name, "--reason", "maintenance")
+
+    audit = OperatorAction.objects.get(pool=pool, action="halt")
+    assert (audit.actor, audit.via) == (getpass.getuser(), "command")
 
 
 @pytest.mark.parametrize("command", ["halt", "resume"])
 def test_halt_and_resume_refuse_an_unknown_pool(db, command):
-    with pytest.raises(CommandError, match="No pool named 'ghost'"):
+    with pytest.raises(CommandError, match="--pool: no pool named 'ghost'"):
         run(command, "--pool", "ghost", "--reason", "x")

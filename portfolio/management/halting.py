@@ -2,37 +2,37 @@
 
 from __future__ import annotations
 
-import getpass
+from django.core.management.base import BaseCommand
+from django.utils import timezone
 
-from django.core.management.base import BaseCommand, CommandError
-
-from portfolio.models import Pool
-from portfolio.services import set_halt
+from portfolio import actions
+from portfolio.errors import ActionError
+from portfolio.management.audited import VIA, action_error, actor_of, add_actor_argument
 
 
 class SetHaltCommand(BaseCommand):
-    """Halt (``halted = True``) or resume a pool through ``portfolio.services.set_halt``."""
+    """Halt or resume a pool through ``actions.halt_pool`` / ``actions.resume_pool``; both
+    need a reason, recorded in the ``operator_actions`` row."""
 
     halted: bool
-    reason_required: bool
 
     def add_arguments(self, parser):
         parser.add_argument("--pool", required=True)
-        parser.add_argument("--reason", required=self.reason_required, default="")
-        parser.add_argument("--actor", default=None, help="Who (default: OS user)")
+        parser.add_argument("--reason", required=True, help="Why; recorded in the audit row")
+        add_actor_argument(parser)
 
     def handle(self, *args, **options):
+        action = actions.halt_pool if self.halted else actions.resume_pool
         try:
-            changed = set_halt(
+            result = action(
                 options["pool"],
-                halted=self.halted,
+                actor=actor_of(options),
                 reason=options["reason"],
-                actor=options["actor"] or getpass.getuser(),
+                now=timezone.now(),
+                via=VIA,
             )
-        except Pool.DoesNotExist:
-            raise CommandError(f"No pool named {options['pool']!r}") from None
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        except ActionError as exc:
+            raise action_error(exc) from None
         state = "halted" if self.halted else "running"
-        verb = "is" if changed else "was already"
+        verb = "is" if result.changed else "was already"
         self.stdout.write(f"Pool {options['pool']} {verb} {state}.")

@@ -24,9 +24,9 @@ class Command(BaseCommand):
     help = (
         "Export one audit table of a pool as JSON Lines, ordered by id: every column of the "
         "table (foreign keys as <name>_id), decimals as strings, datetimes ISO-8601 in UTC, "
-        "decision_trace as a JSON object. Rows are streamed, so any size of table can be "
-        "exported. Writes to stdout unless --output is given; the row count goes to stderr "
-        "when the rows go to stdout."
+        "decision_trace and an operator action's before/after as JSON objects. Rows are "
+        "streamed, so any size of table can be exported. Writes to stdout unless --output is "
+        "given; the row count goes to stderr when the rows go to stdout."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

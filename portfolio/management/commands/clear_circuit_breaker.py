@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import getpass
-
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from portfolio.breakers import clear_breaker
-from portfolio.models import BreakerType, Pool
+from portfolio import actions
+from portfolio.errors import ActionError
+from portfolio.management.audited import VIA, action_error, actor_of, add_actor_argument
+from portfolio.models import BreakerType
 
 
 class Command(BaseCommand):
     help = (
         "Clear the circuit breakers of a type that are in force for a pool (one entity's "
         "cooldown with --entity). The event keeps its trigger figures and records who cleared "
-        "it, when and why."
+        "it, when and why; the clearing is recorded in operator_actions."
     )
 
     def add_arguments(self, parser):
@@ -23,25 +23,23 @@ class Command(BaseCommand):
         parser.add_argument("--type", required=True, choices=BreakerType.values, dest="kind")
         parser.add_argument("--reason", required=True, help="Why the breaker may end early")
         parser.add_argument("--entity", help="Only this entity's cooldown (single_position)")
-        parser.add_argument("--actor", default=None, help="Who clears it (default: OS user)")
+        add_actor_argument(parser)
 
     def handle(self, *args, **options):
+        pool, kind = options["pool"], options["kind"]
         try:
-            pool = Pool.objects.get(name=options["pool"])
-        except Pool.DoesNotExist:
-            raise CommandError(f"No pool named {options['pool']!r}") from None
-        actor = options["actor"] or getpass.getuser()
-        try:
-            cleared = clear_breaker(
+            result = actions.clear_breaker(
                 pool,
-                options["kind"],
-                actor=actor,
+                kind,
+                actor=actor_of(options),
                 reason=options["reason"],
                 now=timezone.now(),
                 entity=(options["entity"] or "").upper() or None,
+                via=VIA,
             )
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        if not cleared:
-            raise CommandError(f"No {options['kind']} breaker is in force for pool {pool.name}")
-        self.stdout.write(f"Cleared {cleared} {options['kind']} breaker(s) of {pool.name}.")
+        except ActionError as exc:
+            raise action_error(exc) from None
+        if not result.changed:
+            raise CommandError(f"No {kind} breaker is in force for pool {pool}")
+        cleared = len(result.before["in_force"])
+        self.stdout.write(f"Cleared {cleared} {kind} breaker(s) of {pool}.")

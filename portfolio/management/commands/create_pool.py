@@ -7,12 +7,15 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import IntegrityError
 from django.utils import timezone
 
+from portfolio import actions
+from portfolio.errors import ActionError
 from portfolio.imports import parse_decimal
+from portfolio.management.audited import VIA, actor_of, add_actor_argument
 from portfolio.models import AdapterKind, PoolMode, RiskTier
-from portfolio.services import create_pool
+
+DEFAULT_REASON = "created with manage.py create_pool"
 
 
 def cash_amount(text: str) -> Decimal:
@@ -29,8 +32,8 @@ def cash_amount(text: str) -> Decimal:
 class Command(BaseCommand):
     help = (
         "Create a resource pool with its engine configuration, its execution risk limits and its "
-        "first risk tier history row. A new pool starts in the conservative tier unless told "
-        "otherwise."
+        "first risk tier history row, recorded in operator_actions. A new pool starts in the "
+        "conservative tier unless told otherwise."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -61,26 +64,37 @@ class Command(BaseCommand):
             help="Execution adapter: paper (in-process fills, the default) or http "
             "(Alpaca-compatible execution API).",
         )
+        parser.add_argument(
+            "--reason",
+            default=DEFAULT_REASON,
+            help=f"Why the pool is created, for the audit row (default: {DEFAULT_REASON!r}).",
+        )
+        add_actor_argument(parser)
 
     def handle(self, *args, **options) -> None:
         name = options["name"]
         try:
-            pool = create_pool(
+            pool = actions.create_pool(
                 name,
                 mode=options["mode"],
                 cash=options["cash"],
                 tier=options["tier"],
                 adapter=options["adapter"],
+                actor=actor_of(options),
+                reason=options["reason"],
                 now=timezone.now(),
-                actor="create_pool command",
+                via=VIA,
             )
         except ValidationError as exc:
             problems = "; ".join(
                 f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()
             )
             raise CommandError(f"cannot create pool {name!r}: {problems}") from exc
-        except IntegrityError as exc:
-            raise CommandError(f"cannot create pool {name!r}: {exc}") from exc
+        except ActionError as exc:
+            problems = "; ".join(
+                f"{field}: {message}" if field else message for field, message in exc.errors.items()
+            )
+            raise CommandError(f"cannot create pool {name!r}: {problems}") from exc
         self.stdout.write(
             f"Created pool {pool.name} (id {pool.id}): mode {pool.mode}, adapter {pool.adapter}, "
             f"tier {pool.risk_tier}, cash {pool.cash}"

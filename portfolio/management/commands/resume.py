@@ -4,6 +4,8 @@ from portfolio.management.halting import SetHaltCommand
 
 
 class Command(SetHaltCommand):
-    help = "Resume a halted pool: entries are evaluated again from the next cycle."
+    help = (
+        "Resume a halted pool: entries are evaluated again from the next cycle. The reason and "
+        "the halt it lifts are recorded in operator_actions."
+    )
     halted = False
-    reason_required = False

@@ -2,38 +2,40 @@
 
 from __future__ import annotations
 
-import getpass
-
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from portfolio.loops import set_risk_tier
-from portfolio.models import Pool, RiskTier
+from portfolio import actions
+from portfolio.errors import ActionError
+from portfolio.management.audited import VIA, action_error, actor_of, add_actor_argument
+from portfolio.models import RiskTier
 
 
 class Command(BaseCommand):
-    help = "Set a pool's risk tier by hand (trigger 'manual'); it applies from the next cycle."
+    help = (
+        "Set a pool's risk tier by hand (trigger 'manual'); it applies from the next cycle. "
+        "Recorded in risk_tier_history and operator_actions."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--pool", required=True)
         parser.add_argument("--tier", required=True, choices=RiskTier.values)
         parser.add_argument("--reason", required=True)
-        parser.add_argument("--actor", default=None, help="Who sets it (default: OS user)")
+        add_actor_argument(parser)
 
     def handle(self, *args, **options):
         try:
-            changed = set_risk_tier(
+            result = actions.set_risk_tier(
                 options["pool"],
                 options["tier"],
-                actor=options["actor"] or getpass.getuser(),
+                actor=actor_of(options),
                 reason=options["reason"],
                 now=timezone.now(),
+                via=VIA,
             )
-        except Pool.DoesNotExist:
-            raise CommandError(f"No pool named {options['pool']!r}") from None
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        if changed:
+        except ActionError as exc:
+            raise action_error(exc) from None
+        if result.changed:
             self.stdout.write(f"Pool {options['pool']} is now {options['tier']}.")
         else:
             self.stdout.write(f"Pool {options['pool']} is already {options['tier']}: unchanged.")
