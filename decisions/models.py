@@ -8,6 +8,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from decisions import vocabulary
+from decisions.vocabulary import LabelledStrEnum
 from portfolio.models import FRACTION, MONEY, QUANTITY, Entity, Pool, RiskTier
 
 
@@ -62,36 +64,20 @@ class Recommendation(models.Model):
         return f"{self.id} {self.action} {self.entity_id} ({self.confidence})"
 
 
-class DecisionOutcome(models.TextChoices):
-    ACT = "act", "Act"
-    DEFER = "defer", "Defer"
-    SKIP = "skip", "Skip"
+def _text_choices(pure: type[LabelledStrEnum]) -> type[models.TextChoices]:
+    """The Django ``TextChoices`` of a pure vocabulary: same names, values and labels."""
+    return models.TextChoices(
+        pure.__name__,
+        [(member.name, (member.value, member.label)) for member in pure],
+        module=__name__,
+    )
 
 
-class SkipReason(models.TextChoices):
-    """Every reason the engine gives for not acting; the source's names where it has one."""
-
-    CIRCUIT_BREAKER_ACTIVE = "circuit_breaker_active", "Circuit breaker active"
-    POOL_HALTED = "pool_halted", "Pool halted by an operator"
-    ENTITY_COOLDOWN_ACTIVE = "entity_cooldown_active", "Entity in its loss cooldown"
-    OUTSIDE_EXECUTION_WINDOW = "outside_execution_window", "Outside the execution window"
-    INSUFFICIENT_CONFIDENCE = "insufficient_confidence", "Confidence below the tier minimum"
-    DUPLICATE_RECOMMENDATION = "duplicate_recommendation", "Already processed"
-    MULTIPLE_DECLINING = "multiple_declining_commitments", "Most commitments declining"
-    MAX_COMMITMENTS_REACHED = "max_commitments_reached", "Maximum commitments reached"
-    NO_CURRENT_VALUE = "no_current_value", "No current value"
-    NO_OPEN_COMMITMENT = "no_open_commitment", "No open commitment to exit"
-    EXIT_ALREADY_PENDING = "exit_already_pending", "An exit order is already pending"
-    # Sizer rejections
-    INSUFFICIENT_ACTIVE_POOL = "insufficient_active_pool", "No active pool to size against"
-    POSITION_LIMIT_REACHED = "position_limit_reached", "Commitment already at its maximum size"
-    CORRELATION_TOO_HIGH = "correlation_too_high", "Correlation with holdings too high"
-    SECTOR_LIMIT_REACHED = "sector_limit_reached", "Sector at its limit"
-    REPORT_TOO_CLOSE = "performance_report_imminent", "Performance report within one session"
-    INSUFFICIENT_HISTORY = "insufficient_history", "Not enough bars for ATR"
-    POOL_EXPOSURE_LIMIT = "pool_exposure_limit", "Pool exposure would exceed its maximum"
-    ZERO_UNITS = "zero_units", "Rounds to zero units"
-    INSUFFICIENT_CASH = "insufficient_cash", "Not enough cash"
+#: How an evaluation ended; built from ``decisions.vocabulary.DecisionOutcome``.
+DecisionOutcome = _text_choices(vocabulary.DecisionOutcome)
+#: Why the engine did not act; built from ``decisions.vocabulary.SkipReason``, which the rules
+#: and the sizer return.
+SkipReason = _text_choices(vocabulary.SkipReason)
 
 
 class DecisionRecord(models.Model):

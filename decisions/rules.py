@@ -14,6 +14,8 @@ source: window, deduplication, the open commitment, a full-quantity exit.
 
 Nothing here reads the clock, the database or the cache: the engine loads the facts, these
 functions judge them, and a denial is a ``CheckResult`` with a reason, never an exception.
+Outcomes and reasons are members of ``decisions.vocabulary`` (``DecisionOutcome``,
+``SkipReason``), the list the ``execution_decisions`` choices are built from.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from decisions.sizing import (
     TierParams,
     size_commitment,
 )
+from decisions.vocabulary import DecisionOutcome, SkipReason
 from portfolio.circuit_breaker import is_ticker_cooled_down
 
 
@@ -41,7 +44,7 @@ class CheckResult:
 
     name: str
     passed: bool
-    reason: str = ""
+    reason: SkipReason | str = ""
     observed: object = None
     limit: object = None
     detail: str = ""
@@ -164,8 +167,8 @@ class Evaluation:
     done for this pool whatever came after.
     """
 
-    outcome: str
-    skip_reason: str
+    outcome: DecisionOutcome
+    skip_reason: SkipReason | str
     processed: bool
     checks: tuple[CheckResult, ...]
     sizing: CommitmentSizeResult | None = None
@@ -203,7 +206,7 @@ def check_circuit_breaker(pool: PoolView, symbol: str, now: datetime) -> CheckRe
         return CheckResult(
             "circuit_breaker",
             False,
-            "circuit_breaker_active",
+            SkipReason.CIRCUIT_BREAKER_ACTIVE,
             observed=list(pool.active_breakers),
             limit=pool.breaker_until,
             detail=f"Active breaker(s) {', '.join(pool.active_breakers)} until "
@@ -211,14 +214,14 @@ def check_circuit_breaker(pool: PoolView, symbol: str, now: datetime) -> CheckRe
         )
     if pool.halted:
         return CheckResult(
-            "circuit_breaker", False, "pool_halted", observed=True, detail="Pool halted"
+            "circuit_breaker", False, SkipReason.POOL_HALTED, observed=True, detail="Pool halted"
         )
     if not is_ticker_cooled_down(pool.entity_cooldowns, symbol, now):
         until = pool.entity_cooldowns[symbol]
         return CheckResult(
             "circuit_breaker",
             False,
-            "entity_cooldown_active",
+            SkipReason.ENTITY_COOLDOWN_ACTIVE,
             observed=symbol,
             limit=until,
             detail=f"{symbol} in its loss cooldown until {until}",
@@ -233,7 +236,7 @@ def check_execution_window(in_window: bool) -> CheckResult:
     return CheckResult(
         "execution_window",
         False,
-        "outside_execution_window",
+        SkipReason.OUTSIDE_EXECUTION_WINDOW,
         observed=False,
         detail="The exchange is closed",
     )
@@ -245,7 +248,7 @@ def check_confidence(confidence: Decimal, tier: TierParams) -> CheckResult:
     return CheckResult(
         "confidence",
         passed,
-        "" if passed else "insufficient_confidence",
+        "" if passed else SkipReason.INSUFFICIENT_CONFIDENCE,
         observed=confidence,
         limit=tier.min_confidence,
         detail=f"{_number(confidence)} {'≥' if passed else '<'} {tier.name} minimum "
@@ -259,7 +262,7 @@ def check_duplicate(already_processed: bool) -> CheckResult:
         return CheckResult(
             "deduplication",
             False,
-            "duplicate_recommendation",
+            SkipReason.DUPLICATE_RECOMMENDATION,
             observed=True,
             detail="Already processed for this pool",
         )
@@ -279,7 +282,7 @@ def check_declining_commitments(pool: PoolView, config: CheckConfig) -> CheckRes
     return CheckResult(
         "declining_commitments",
         passed,
-        "" if passed else "multiple_declining_commitments",
+        "" if passed else SkipReason.MULTIPLE_DECLINING,
         observed=f"{declining}/{total}",
         limit=config.declining_commitments_share,
         detail=f"{declining} of {total} commitment(s) down more than "
@@ -293,7 +296,7 @@ def check_max_commitments(pool: PoolView, config: CheckConfig) -> CheckResult:
     return CheckResult(
         "max_commitments",
         passed,
-        "" if passed else "max_commitments_reached",
+        "" if passed else SkipReason.MAX_COMMITMENTS_REACHED,
         observed=pool.active_commitments,
         limit=config.max_active_commitments,
         detail=f"{pool.active_commitments} of {config.max_active_commitments} commitments",
@@ -303,8 +306,8 @@ def check_max_commitments(pool: PoolView, config: CheckConfig) -> CheckResult:
 # --- the two paths ----------------------------------------------------------------------------
 
 
-def _skip(reason: str, checks: list[CheckResult], processed: bool, **kw) -> Evaluation:
-    return Evaluation("skip", reason, processed, tuple(checks), **kw)
+def _skip(reason: SkipReason, checks: list[CheckResult], processed: bool, **kw) -> Evaluation:
+    return Evaluation(DecisionOutcome.SKIP, reason, processed, tuple(checks), **kw)
 
 
 def evaluate_act(
@@ -342,11 +345,11 @@ def evaluate_act(
             CheckResult(
                 "current_value",
                 False,
-                "no_current_value",
+                SkipReason.NO_CURRENT_VALUE,
                 detail="No market snapshot at or before the cycle's time",
             )
         )
-        return _skip("no_current_value", checks, processed=True)
+        return _skip(SkipReason.NO_CURRENT_VALUE, checks, processed=True)
     sizing = size_commitment(
         SizingInput(
             confidence=candidate.confidence,
@@ -367,7 +370,7 @@ def evaluate_act(
     )
     if sizing.rejected:
         return _skip(sizing.reason, checks, processed=True, sizing=sizing)
-    return Evaluation("act", "", True, tuple(checks), sizing=sizing)
+    return Evaluation(DecisionOutcome.ACT, "", True, tuple(checks), sizing=sizing)
 
 
 def evaluate_defer(candidate: Candidate, pool: PoolView) -> Evaluation:
@@ -389,22 +392,22 @@ def evaluate_defer(candidate: Candidate, pool: PoolView) -> Evaluation:
             CheckResult(
                 "open_commitment",
                 False,
-                "no_open_commitment",
+                SkipReason.NO_OPEN_COMMITMENT,
                 detail=f"No open commitment in {candidate.symbol}",
             )
         )
-        return _skip("no_open_commitment", checks, processed=True)
+        return _skip(SkipReason.NO_OPEN_COMMITMENT, checks, processed=True)
     if candidate.exit_pending:
         checks.append(
             CheckResult(
                 "open_commitment",
                 False,
-                "exit_already_pending",
+                SkipReason.EXIT_ALREADY_PENDING,
                 observed=str(candidate.open_units),
                 detail="An exit order for this commitment is already pending",
             )
         )
-        return _skip("exit_already_pending", checks, processed=True)
+        return _skip(SkipReason.EXIT_ALREADY_PENDING, checks, processed=True)
     checks.append(
         CheckResult(
             "open_commitment",
@@ -413,7 +416,9 @@ def evaluate_defer(candidate: Candidate, pool: PoolView) -> Evaluation:
             detail=f"Exit all {candidate.open_units} units",
         )
     )
-    return Evaluation("defer", "", True, tuple(checks), exit_units=candidate.open_units)
+    return Evaluation(
+        DecisionOutcome.DEFER, "", True, tuple(checks), exit_units=candidate.open_units
+    )
 
 
 def apply_act(pool: PoolView, candidate: Candidate, sizing: CommitmentSizeResult) -> PoolView:
