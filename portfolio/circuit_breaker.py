@@ -1,6 +1,6 @@
 """Circuit breaker triggers and cooldowns: pure rules, no Django, no clock.
 
-Implements "Circuit Breaker" of the source document (/work/shared/seed/000_c0d7894b6044cb96.txt):
+Implements "Circuit Breaker" of the source document:
 "a pure computation module that evaluates three independent trigger conditions" (daily loss,
 single commitment loss, volatility from risk threshold clustering) and the cooldown computation.
 It carries no state of its own: the caller loads the hits, values and cooldowns, passes ``now``,

@@ -1,11 +1,10 @@
 """Correlation of daily returns between entities, for the commitment sizer's diversification step.
 
-Implements "Correlation-Aware Diversification" of "Commitment Sizing" in the source document
-(/work/shared/seed/000_c0d7894b6044cb96.txt): the pairwise correlation matrix refreshed from 30
-days of daily closes, and the value-weighted average correlation of a candidate entity with the
-existing commitments. /work/shared/DESIGN.md ("Commitment sizer") fixes the input as the daily
-returns of the last 30 sessions of closes. The thresholds (> 0.8 reject, 0.5–0.8 scale down) belong
-to the sizer, not to this module.
+Implements "Correlation-Aware Diversification" of "Commitment Sizing" in the source document: the
+pairwise correlation matrix refreshed from 30 days of daily closes, and the value-weighted average
+correlation of a candidate entity with the existing commitments. The design ("Commitment sizer")
+fixes the input as the daily returns of the last 30 sessions of closes. The thresholds (> 0.8
+reject, 0.5–0.8 scale down) belong to the sizer, not to this module.
 
 Everything is vectorized with numpy: the pairwise-complete sums are matrix products of the masked
 returns, so the cost does not grow with Python-level loops over pairs.

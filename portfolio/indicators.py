@@ -1,10 +1,10 @@
 """Volatility indicators for the risk threshold levels: Wilder's average true range (ATR).
 
 Implements the ATR inputs of the risk threshold monitor in "The Decision Execution Engine Loop" of
-the source document (/work/shared/seed/000_c0d7894b6044cb96.txt: the RiskThresholdManager "computes
+the source document (the RiskThresholdManager "computes
 initial levels from ATR ... re-evaluates them when volatility shifts materially (ATR change >
 10%)") and of the pool exposure estimate in "Pool Exposure Check and Unit Rounding" (new heat =
-units × ATR × multiplier, DESIGN.md "Commitment sizer"). /work/shared/DESIGN.md (EngineConfig,
+units × ATR × multiplier, DESIGN.md "Commitment sizer"). The design (EngineConfig,
 "Loops") sets the ATR period to 14 and the re-evaluation threshold to a 10 % change; the threshold
 itself is applied by the caller.
 

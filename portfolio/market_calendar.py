@@ -1,6 +1,6 @@
 """NYSE session calendar: execution window, session dates and session counting.
 
-Implements, from the source document (/work/shared/seed/000_c0d7894b6044cb96.txt, "Page 6 — Decision
+Implements, from the source document ("Page 6 — Decision
 Execution"), the market-time parts of:
 
 - "Pre-Execution Check Sequence", check b (execution window): ``MarketCalendar.is_open``;
@@ -11,7 +11,7 @@ Execution"), the market-time parts of:
   (``first_session_of_week``, ``session_open``);
 - "Correlation-Aware Diversification" (closes of the last sessions): ``last_sessions``.
 
-/work/shared/DESIGN.md settles the details: the real NYSE calendar (holidays, early closes) from
+The design settles the details: the real NYSE calendar (holidays, early closes) from
 ``exchange_calendars`` ("XNYS"), sessions counted on that calendar (0 = the report falls in the
 current session, 1 = the next session, a holiday is not a session), and the pitfalls that the
 library fixes its bounds when built and reads naive timestamps as UTC.

@@ -1,7 +1,7 @@
 """Pool performance metrics: pure functions, no Django, no clock.
 
 Implements the metric computations of ``_performance_loop()`` in "The Decision Execution Engine
-Loop" of the source document (/work/shared/seed/000_c0d7894b6044cb96.txt): success rate,
+Loop" of the source document: success rate,
 risk-adjusted return ratio (Sharpe) and peak-to-trough decline. The caller loads the closed
 commitments and the daily pool values (one per session, oldest first) and passes them in.
 

@@ -1,10 +1,10 @@
 """PoolRebalancer rules: trims that bring commitments back within the active risk tier's limits.
 
 Implements the PoolRebalancer of ``_rebalance_scheduler()`` in "The Decision Execution Engine Loop"
-of the source document (/work/shared/seed/000_c0d7894b6044cb96.txt): it "evaluates [current
+of the source document: it "evaluates [current
 commitments] against the active risk tier's constraints" (max_position_pct, max_sector_pct,
 max_portfolio_heat of "Risk Tier Auto-Adjustment", applied to the active pool as in "Commitment
-Sizing"). /work/shared/DESIGN.md ("Loops", rebalancer) settles the form of the outcome: partial
+Sizing"). The design ("Loops", rebalancer) settles the form of the outcome: partial
 exits of whole units that trim each commitment back to the limit. Skipping the cycle while a breaker
 is active is the caller's business.
 

@@ -1,6 +1,6 @@
 """Reserve pool arithmetic: pure rules, no Django, no clock.
 
-Implements "Reserve Pool" of the source document (/work/shared/seed/000_c0d7894b6044cb96.txt):
+Implements "Reserve Pool" of the source document:
 profit siphoning, the high-water mark and emergency liquidation. The active pool itself
 (total − reserve) is ``portfolio.valuation.compute_active_pool``. The caller persists every
 movement as a ``reserve_pool_ledger`` row; these functions only compute it.

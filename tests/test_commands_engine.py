@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from decisions.benchmarks import DecisionCycleSpec, bench_decision_cycle
-from decisions.demo import run_demo
 from decisions.models import DecisionRecord
+from decisions.tooling.benchmarks import DecisionCycleSpec, bench_decision_cycle
+from decisions.tooling.demo import run_demo
 from execution.models import Order
 from tests import factories
 
@@ -122,7 +122,7 @@ def test_demo_shows_every_guardian_at_work(db, tmp_path):
 
 
 def test_audit_admin_bench_times_every_page(db):
-    from decisions.benchmarks import ADMIN_PAGES, AuditAdminSpec, bench_audit_admin
+    from decisions.tooling.benchmarks import ADMIN_PAGES, AuditAdminSpec, bench_audit_admin
 
     figures = bench_audit_admin(AuditAdminSpec(rows=30, repeat=1), progress=str)
 

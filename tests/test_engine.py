@@ -11,9 +11,9 @@ from django.test.utils import CaptureQueriesContext
 
 from decisions.engine import run_decision_cycle, run_engine_pass
 from decisions.models import DecisionRecord
-from execution.models import Order, PoolRiskConfig, RiskEvaluation
+from execution.models import Order, RiskEvaluation
 from execution.worker import process_order
-from portfolio.models import CircuitBreakerEvent, Commitment, EngineConfig
+from portfolio.models import CircuitBreakerEvent, Commitment, EngineConfig, PoolRiskConfig
 from tests import factories
 
 SECTORS = ["Tech", "Energy", "Health", "Utilities", "Retail", "Finance"]

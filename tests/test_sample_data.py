@@ -1,4 +1,4 @@
-"""Tests of decisions.sample_data: the synthetic demo data set and its management command."""
+"""Tests of decisions.tooling.sample_data: the synthetic demo data set and its command."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from decisions.sample_data import (
+from decisions.tooling.sample_data import (
     SampleDataFiles,
     SampleDataSpec,
     generate_sample_data,

@@ -20,10 +20,16 @@ from django.db import connection, transaction
 
 from decisions.engine import run_decision_cycle
 from decisions.models import DecisionRecord, Recommendation
-from execution.models import PoolRiskConfig
+from portfolio.actions import create_pool
 from portfolio.market_calendar import get_market_calendar
-from portfolio.models import Commitment, EngineConfig, Entity, MarketSnapshot, Pool
-from portfolio.services import create_pool
+from portfolio.models import (
+    Commitment,
+    EngineConfig,
+    Entity,
+    MarketSnapshot,
+    Pool,
+    PoolRiskConfig,
+)
 from project.bulk import bulk_insert
 
 
@@ -109,6 +115,8 @@ def _build_pool(spec: DecisionCycleSpec, symbols: list[str], index: int) -> Pool
         cash=Decimal("100000000"),
         tier="aggressive",
         now=spec.now,
+        actor="bench",
+        reason="benchmark pool",
     )
     EngineConfig.objects.filter(pool=pool).update(
         max_recommendations_per_cycle=spec.recommendations,
@@ -240,7 +248,14 @@ def bench_audit_admin(spec: AuditAdminSpec, progress: Callable[[str], None]) -> 
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    pool = create_pool("audit", mode="simulation", cash=Decimal("100000"), now=spec.now)
+    pool = create_pool(
+        "audit",
+        mode="simulation",
+        cash=Decimal("100000"),
+        now=spec.now,
+        actor="bench",
+        reason="benchmark pool",
+    )
     symbols = [f"A{i:02d}" for i in range(50)]
     Entity.objects.bulk_create(
         [Entity(symbol=s, sector=f"Sector {i % 5}") for i, s in enumerate(symbols)]

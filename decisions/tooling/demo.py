@@ -21,14 +21,17 @@ from django.db.models import Count
 from decisions.engine import run_engine_pass
 from decisions.imports import import_recommendations
 from decisions.models import DecisionRecord, Recommendation
-from decisions.sample_data import SampleDataSpec, generate_sample_data, last_completed_session
+from decisions.tooling.sample_data import (
+    SampleDataSpec,
+    generate_sample_data,
+    last_completed_session,
+)
 from execution.models import Order
-from portfolio.config import set_engine_config
+from execution.selectors import pool_as_of
+from portfolio.actions import change_engine_config, create_pool
 from portfolio.imports import import_entities, import_reports, import_snapshots
 from portfolio.market_calendar import get_market_calendar
 from portfolio.models import Commitment, CommitmentStatus, LedgerTrigger, Pool
-from portfolio.services import create_pool, load_market_data, open_commitment_rows, to_positions
-from portfolio.valuation import compute_active_pool, compute_pool_exposure, compute_total_value
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -108,8 +111,24 @@ def run_demo(
         ("recommendations", import_recommendations(files.recommendations)),
     ):
         progress(f"  imported {result.created + result.updated:>6} {label}")
-    pool = create_pool("demo", mode="simulation", cash=cash, tier=tier, now=now, actor="demo")
-    set_engine_config(pool.name, DEMO_POOL_SETTINGS)
+    pool = create_pool(
+        "demo",
+        mode="simulation",
+        cash=cash,
+        tier=tier,
+        now=now,
+        actor="demo",
+        reason="the demo's paper pool",
+        via="command",
+    )
+    change_engine_config(
+        pool,
+        DEMO_POOL_SETTINGS,
+        actor="demo",
+        reason="a cap that lets the demo's sizing show every step",
+        now=now,
+        via="command",
+    )
     progress(
         f"Pool 'demo': simulation, paper broker, {tier} tier, cash {cash:,.0f}, "
         f"absolute commitment cap {DEMO_POOL_SETTINGS['absolute_commitment_cap']}"
@@ -147,10 +166,7 @@ def summarize(
     """Read the demo's outcome back from the audit trail."""
     pool.refresh_from_db()
     decisions = DecisionRecord.objects.filter(pool=pool)
-    rows = open_commitment_rows(pool)
-    market = load_market_data({r[1] for r in rows}, now, 2)
-    positions = to_positions(rows, market.latest)
-    total = compute_total_value(pool.cash, positions)
+    state = pool_as_of(pool, now)
     closed = Commitment.objects.filter(pool=pool, status=CommitmentStatus.CLOSED)
     ledger = pool.ledger.all()
     return DemoSummary(
@@ -180,14 +196,14 @@ def summarize(
                 .values_list("status", "n")
             )
         ),
-        open_commitments=len(positions),
+        open_commitments=len(state.positions),
         closed_commitments=closed.count(),
         realized_gain=sum((c.realized_gain for c in closed), Decimal("0")),
-        total_value=total,
-        active_pool=compute_active_pool(total, pool.reserve_balance),
+        total_value=state.total_value,
+        active_pool=state.active_pool,
         reserve_balance=pool.reserve_balance,
         cash=pool.cash,
-        pool_exposure=compute_pool_exposure(positions),
+        pool_exposure=state.pool_exposure,
         starting_cash=starting_cash,
         exits=Counter(
             dict(

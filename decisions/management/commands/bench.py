@@ -7,7 +7,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from decisions.benchmarks import (
+from decisions.tooling.benchmarks import (
     AuditAdminSpec,
     DecisionCycleSpec,
     bench_audit_admin,

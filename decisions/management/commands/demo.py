@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from decisions.demo import run_demo
+from decisions.tooling.demo import run_demo
 from portfolio.models import Pool
 
 

@@ -1,7 +1,7 @@
 """``manage.py generate_sample_data OUTPUT_DIR``: write the synthetic demo data set.
 
-Thin: parses the arguments, calls ``decisions.sample_data.generate_sample_data`` and prints the
-files it wrote with their row counts.
+Thin: parses the arguments, calls ``decisions.tooling.sample_data.generate_sample_data`` and
+prints the files it wrote with their row counts.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from decisions.sample_data import SampleDataSpec, generate_sample_data, last_completed_session
+from decisions.tooling.sample_data import (
+    SampleDataSpec,
+    generate_sample_data,
+    last_completed_session,
+)
 from portfolio.market_calendar import get_market_calendar
 
 _DEFAULTS = SampleDataSpec(end=date.min)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from decisions.engine import run_engine_pass
 from portfolio.models import Pool
-from portfolio.services import get_engine_config
+from portfolio.selectors import get_engine_config
 
 
 def parse_now(value: str) -> datetime:
