@@ -42,6 +42,18 @@ def decision_cycle() -> list[str]:
     return for_each_pool("decision cycle", run)
 
 
+def triggered_cycle(pool_id: int) -> str:
+    """One decision cycle for one pool, queued by ``decisions.triggers.request_cycles`` when a
+    recommendation arrived. The marker is released before the cycle starts, so whatever
+    arrives during the cycle queues a follow-up."""
+    from decisions.engine import run_decision_cycle
+    from decisions.triggers import release_marker
+
+    release_marker(pool_id)
+    result = run_decision_cycle(pool_id, timezone.now())
+    return f"{result.candidates} candidate(s), {dict(result.outcomes)}"
+
+
 def risk_threshold_monitor() -> list[str]:
     from decisions.loops import run_risk_threshold_monitor
 

@@ -41,6 +41,14 @@ try:
     EXECUTION_API_KEY_ID = env_str("EXECUTION_API_KEY_ID", "")
     EXECUTION_API_SECRET_KEY = env_str("EXECUTION_API_SECRET_KEY", "")
     EXECUTION_API_TIMEOUT = env_int("EXECUTION_API_TIMEOUT", 10, minimum=1)
+    API_INGEST_RATE = env_str("API_INGEST_RATE", "600/min")
+    API_CONTROL_RATE = env_str("API_CONTROL_RATE", "60/min")
+    API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024)
+    API_MAX_BATCH = env_int("API_MAX_BATCH", 10_000, minimum=1)
+    METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
+    # How far after the present a value may be dated and still be accepted (clock skew
+    # between an upstream system and this one); later is refused unless a simulation says so.
+    FUTURE_TOLERANCE_SECONDS = env_int("FUTURE_TOLERANCE_SECONDS", 300, minimum=0)
 except ImproperlyConfiguredEnv as exc:  # pragma: no cover - exercised by tests/test_settings.py
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from exc
@@ -53,10 +61,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "portfolio",
     "decisions",
     "execution",
+    "project.api",
 ]
 
 MIDDLEWARE = [
@@ -171,10 +184,39 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
 REST_FRAMEWORK = {
+    # Token first: an anonymous request is answered 401 with "WWW-Authenticate: Token".
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["project.api.permissions.ReadRole"],
+    "DEFAULT_PARSER_CLASSES": ["project.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"ingest": API_INGEST_RATE, "control": API_CONTROL_RATE},
+    "EXCEPTION_HANDLER": "project.api.errors.exception_handler",
+    "COERCE_DECIMAL_TO_STRING": True,
+    "STRICT_JSON": True,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Decision execution engine API",
+    "DESCRIPTION": (
+        "Ingest recommendations and market data, read the audit trail, operate pools. "
+        "Numbers with a decimal point travel as strings; fractions are fractions (0.05 = 5 %); "
+        "times are ISO 8601 in UTC."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
 }
 
 LOGGING = {

@@ -1,0 +1,5 @@
+"""API: control endpoints (see docs/api.md)."""
+
+from __future__ import annotations
+
+urlpatterns: list = []

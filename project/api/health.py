@@ -1,0 +1,5 @@
+"""API: health endpoints (see docs/api.md)."""
+
+from __future__ import annotations
+
+urlpatterns: list = []

@@ -1,0 +1,5 @@
+"""API: ingest endpoints (see docs/api.md)."""
+
+from __future__ import annotations
+
+urlpatterns: list = []

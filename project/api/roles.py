@@ -1,0 +1,45 @@
+"""The API's three roles, as Django groups (created by migration ``api.0001_roles``).
+
+- ``viewer``: reads everything.
+- ``operator``: reads everything, operates pools (halt, resume, clear a breaker, set the tier,
+  run a cycle, change the engine configuration) and may ingest.
+- ``ingest``: a producer system: writes recommendations and market data and reads what it
+  writes (recommendations, entities, market snapshots, performance reports).
+
+A superuser holds every role. A user in no group is authenticated but may do nothing.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+VIEWER = "viewer"
+OPERATOR = "operator"
+INGEST = "ingest"
+ROLES = (VIEWER, OPERATOR, INGEST)
+
+
+def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
+    """The roles ``user`` holds (memoised on the user object for the request)."""
+    if not user or not user.is_authenticated:
+        return frozenset()
+    cached = getattr(user, "_api_roles", None)
+    if cached is None:
+        if user.is_superuser:
+            cached = frozenset(ROLES)
+        else:
+            cached = frozenset(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        user._api_roles = cached
+    return cached
+
+
+def can_read_all(user) -> bool:
+    return bool(roles_of(user) & {VIEWER, OPERATOR})
+
+
+def can_ingest(user) -> bool:
+    return bool(roles_of(user) & {INGEST, OPERATOR})
+
+
+def can_operate(user) -> bool:
+    return OPERATOR in roles_of(user)
