@@ -398,3 +398,20 @@ def test_post_with_the_csrf_token_is_accepted(admin_user, pool):
     assert response.status_code == 302
     pool.refresh_from_db()
     assert pool.halted is True
+
+
+# --- the pool's form --------------------------------------------------------------------------
+
+
+def test_the_pool_change_form_saves_nothing_directly(admin_client, pool):
+    """Name, mode and broker are fixed for life; cash, reserve and tier move only through the
+    engine and the audited actions: a crafted POST of the change form changes nothing."""
+    url = f"/admin/portfolio/pool/{pool.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert 'name="mode"' not in page and 'name="adapter"' not in page and 'name="name"' not in page
+
+    admin_client.post(url, {"name": "renamed", "mode": "production", "adapter": "http"})
+
+    fresh = Pool.objects.get(pk=pool.pk)
+    assert (fresh.name, fresh.mode, fresh.adapter) == (pool.name, pool.mode, pool.adapter)
+    assert not fresh.operator_actions.exclude(action="create_pool").exists()
