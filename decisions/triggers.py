@@ -13,8 +13,9 @@ scheduled cycle every minute still runs).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from django.core.cache import cache
 from django_q.tasks import async_task
@@ -32,19 +33,26 @@ def cycle_marker(pool_id: int) -> str:
     return MARKER.format(pool=pool_id)
 
 
-def pools_for(recommendations: Sequence[tuple[str, str, datetime]], now: datetime) -> list[int]:
-    """The pools that can take at least one of ``recommendations`` — (action, mode,
-    generated_at) — as of ``now``: an executable action, a mode the pool accepts, fresh under
-    the pool's age limit and not dated after ``now``. Two queries."""
-    executable = [r for r in recommendations if r[0] in ("act", "defer") and r[2] <= now]
-    if not executable:
+class Arriving(Protocol):
+    """What ``pools_for`` reads of a recommendation (a model row or a validated input)."""
+
+    action: str
+    mode: str
+    generated_at: datetime
+
+
+def pools_for(recommendations: Iterable[Arriving], now: datetime) -> list[int]:
+    """The pools that can take at least one of ``recommendations`` as of ``now``: an
+    executable action, a mode the pool accepts, fresh under the pool's age limit and not
+    dated after ``now``. Two queries."""
+    newest: dict[str, datetime] = {}
+    for r in recommendations:
+        if r.action in ("act", "defer") and r.generated_at <= now:
+            newest[r.mode] = max(r.generated_at, newest.get(r.mode, r.generated_at))
+    if not newest:
         return []
-    production = any(mode == "production_eligible" for _, mode, _ in executable)
+    production = "production_eligible" in newest
     pools = Pool.objects.all() if production else Pool.objects.filter(mode=PoolMode.SIMULATION)
-    newest = {
-        mode: max(g for _, m, g in executable if m == mode)
-        for mode in {m for _, m, _ in executable}
-    }
     ages = dict(
         EngineConfig.objects.filter(pool__in=pools).values_list(
             "pool_id", "recommendation_max_age_minutes"

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from decisions.imports import RecommendationInvalid, import_recommendations, parse_recommendation
 from decisions.models import Recommendation
-from portfolio.imports import import_snapshots
+from portfolio.imports import REPORT_HORIZON_DAYS, ImportFailed, import_snapshots, read_lines
 from portfolio.models import Entity, MarketSnapshot, PerformanceReport, Pool, RiskTierHistory
 from tests import factories
 
 NOW = datetime(2026, 11, 18, 16, 0, tzinfo=UTC)
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def write(tmp_path: Path, name: str, *lines: str) -> str:
@@ -422,7 +425,8 @@ def test_import_recommendations_inserts_every_line(tmp_path, entities):
         (recommendation(id="rec-9", entity=...), "missing field entity"),
         (recommendation(id="rec-9", confidence=None), "missing field confidence"),
         (recommendation(id="rec-9", entity="NOPE"), "unknown entity NOPE"),
-        (recommendation(id="rec-9", confidence=1.5), "confidence Decimal('1.5') is not in [0, 1]"),
+        (recommendation(id="rec-9", confidence=1.7), "confidence 1.7 is not in [0, 1]"),
+        (recommendation(id="rec-9", confidence="1.7"), "confidence '1.7' is not in [0, 1]"),
         (recommendation(id="rec-9", confidence=-0.1), "is not in [0, 1]"),
         (recommendation(id="rec-9", confidence="high"), "confidence 'high' is not a number"),
         (recommendation(id="rec-9", confidence=True), "confidence True is not a number"),
@@ -496,3 +500,139 @@ def test_import_recommendations_is_a_few_queries_per_thousand_rows(
 
     assert result.created == 2000
     assert Recommendation.objects.count() == 2000
+
+
+# ---------------------------------------------------------------------------------------------
+# Values dated in the future, file sizes, values shown plainly
+
+
+def test_import_recommendations_shows_a_bad_confidence_plainly(tmp_path, entities):
+    path = jsonl(tmp_path, recommendation(confidence=1.7))
+
+    message = command_error("import_recommendations", path)
+
+    assert "line 1: confidence 1.7 is not in [0, 1]" in message
+    assert "Decimal(" not in message
+
+
+def test_import_recommendations_refuses_a_recommendation_generated_in_2099(tmp_path, entities):
+    path = jsonl(
+        tmp_path, recommendation(), recommendation(id="r2", generated_at="2099-06-01T10:00Z")
+    )
+
+    message = command_error("import_recommendations", path)
+
+    assert "line 2: generated_at 2099-06-01T10:00:00+00:00 is in the future" in message
+    assert "--allow-future" in message
+    assert not Recommendation.objects.exists()
+
+
+def test_import_recommendations_allow_future_accepts_a_simulation(tmp_path, entities):
+    path = jsonl(tmp_path, recommendation(generated_at="2099-06-01T10:00Z"))
+
+    assert "1 created" in run("import_recommendations", path, "--allow-future")
+    assert Recommendation.objects.get().generated_at.year == 2099
+
+
+def test_import_recommendations_accepts_a_few_seconds_of_clock_skew(tmp_path, entities):
+    soon = (timezone.now() + timedelta(seconds=60)).isoformat()
+    path = jsonl(tmp_path, recommendation(generated_at=soon))
+
+    assert "1 created" in run("import_recommendations", path)
+
+
+def test_import_snapshots_refuses_a_bar_stamped_in_2099(tmp_path, entities):
+    path = write(
+        tmp_path,
+        "s.csv",
+        SNAPSHOT_HEADER,
+        "AAPL,2026-11-24,100,102,99,101,5",
+        "AAPL,2099-06-01T10:00:00-04:00,100,102,99,101,5",
+    )
+
+    message = command_error("import_snapshots", path)
+
+    assert "as_of 2099-06-01T14:00:00+00:00 is in the future" in error_line(message, 3)
+    assert "--allow-future" in message
+    assert not MarketSnapshot.objects.exists()
+
+
+def test_import_snapshots_allow_future_accepts_a_simulation(tmp_path, entities):
+    path = write(tmp_path, "s.csv", SNAPSHOT_HEADER, "AAPL,2099-06-01T10:00:00-04:00,1,2,1,2,5")
+
+    assert "1 created" in run("import_snapshots", path, "--allow-future")
+    assert MarketSnapshot.objects.get().as_of.year == 2099
+
+
+def test_import_reports_refuses_a_date_beyond_the_horizon(tmp_path, entities):
+    today = timezone.now().astimezone(NEW_YORK).date()
+    edge = today + timedelta(days=REPORT_HORIZON_DAYS)
+    path = write(
+        tmp_path,
+        "r.csv",
+        "symbol,report_date",
+        f"AAPL,{edge.isoformat()}",
+        "AAPL,2099-06-01",
+        f"MSFT,{(edge + timedelta(days=1)).isoformat()}",
+    )
+
+    message = command_error("import_reports", path)
+
+    assert error_line(message, 2) == ""  # the last day of the horizon is accepted
+    assert "report_date 2099-06-01 is more than 730 days ahead" in error_line(message, 3)
+    assert "days ahead" in error_line(message, 4)
+    assert not PerformanceReport.objects.exists()
+
+
+def test_import_reports_allow_future_accepts_a_simulation(tmp_path, entities):
+    path = write(tmp_path, "r.csv", "symbol,report_date", "AAPL,2099-06-01")
+
+    assert "1 created" in run("import_reports", path, "--allow-future")
+
+
+@pytest.mark.parametrize(
+    ("command", "header"),
+    [
+        ("import_entities", "symbol,name,sector"),
+        ("import_snapshots", SNAPSHOT_HEADER),
+        ("import_reports", "symbol,report_date"),
+        ("import_recommendations", None),
+    ],
+)
+def test_imports_refuse_a_file_larger_than_max_bytes(tmp_path, entities, command, header):
+    lines = [json.dumps(recommendation(id=f"r{i}")) for i in range(50)]
+    path = write(tmp_path, "big.txt", *([header] if header else []), *lines)
+
+    message = command_error(command, path, "--max-bytes", "1024")
+
+    assert "larger than the limit of 1,024 bytes" in message
+    assert "--max-bytes" in message
+
+
+def test_max_bytes_must_be_positive(tmp_path):
+    path = write(tmp_path, "e.csv", "symbol,name,sector")
+
+    with pytest.raises(CommandError, match="must be at least 1"):
+        call_command("import_entities", path, "--max-bytes", "0")
+
+
+def test_read_lines_streams_and_cuts_a_file_that_grows_past_the_limit(tmp_path):
+    path = tmp_path / "grows.csv"
+    path.write_text("symbol,name,sector\nAAPL,Apple,Tech\n", encoding="utf-8")
+    lines = read_lines(str(path), max_bytes=64)  # checked against the size on disk: fits
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("MSFT,Microsoft,Tech\n" * 10)
+
+    iterator = iter(lines)
+    assert next(iterator) == "symbol,name,sector\n"  # read line by line, not whole
+    with pytest.raises(ImportFailed, match="larger than the limit of 64 bytes"):
+        list(iterator)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+01:00"],
+)
+def test_parse_recommendation_refuses_an_instant_without_a_utc_equivalent(value):
+    with pytest.raises(RecommendationInvalid, match="generated_at .* is out of range"):
+        parse_recommendation(recommendation(generated_at=value))

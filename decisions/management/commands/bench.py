@@ -7,6 +7,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from decisions.tooling.bench_ingest import IngestSpec, bench_ingest
 from decisions.tooling.benchmarks import (
     AuditAdminSpec,
     DecisionCycleSpec,
@@ -14,7 +15,11 @@ from decisions.tooling.benchmarks import (
     bench_decision_cycle,
 )
 
-BENCHMARKS = {"decision_cycle": bench_decision_cycle, "audit_admin": bench_audit_admin}
+BENCHMARKS = {
+    "decision_cycle": bench_decision_cycle,
+    "audit_admin": bench_audit_admin,
+    "ingest": bench_ingest,
+}
 
 
 class Command(BaseCommand):
@@ -26,7 +31,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
-        parser.add_argument("--recommendations", type=int, default=5000)
+        parser.add_argument(
+            "--recommendations",
+            type=int,
+            default=None,
+            help="Recommendations (default: 5000 for decision_cycle, 10000 for ingest)",
+        )
+        parser.add_argument(
+            "--batch", type=int, default=1000, help="ingest: recommendations per POST"
+        )
         parser.add_argument("--entities", type=int, default=500)
         parser.add_argument("--commitments", type=int, default=200)
         parser.add_argument("--repeat", type=int, default=3, help="Runs; the median is reported")
@@ -39,9 +52,18 @@ class Command(BaseCommand):
             if options["rows"] < 1 or options["repeat"] < 1:
                 raise CommandError("--rows and --repeat must be positive")
             spec = AuditAdminSpec(rows=options["rows"], repeat=options["repeat"])
+        elif options["benchmark"] == "ingest":
+            spec = IngestSpec(
+                recommendations=options["recommendations"] or 10_000,
+                batch=options["batch"],
+                entities=options["entities"],
+                repeat=options["repeat"],
+            )
+            if min(spec.recommendations, spec.batch, spec.entities, spec.repeat) < 1:
+                raise CommandError("counts must be positive")
         else:
             spec = DecisionCycleSpec(
-                recommendations=options["recommendations"],
+                recommendations=options["recommendations"] or 5000,
                 entities=options["entities"],
                 commitments=options["commitments"],
                 repeat=options["repeat"],

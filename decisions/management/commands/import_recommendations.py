@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from decisions.imports import import_recommendations
-from portfolio.imports import ImportFailed
+from portfolio.imports import DEFAULT_MAX_BYTES, ImportFailed
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def future_hint(message: str) -> str:
+    """The error, with a pointer to ``--allow-future`` when a value was refused as future."""
+    if "in the future" in message or "days ahead" in message:
+        return message + "\n(--allow-future accepts values dated in the future, for a simulation)"
+    return message
 
 
 class Command(BaseCommand):
@@ -14,15 +33,31 @@ class Command(BaseCommand):
         "entity, action, mode, confidence (0 to 1), generated_at (ISO-8601 with an offset) and "
         "optional thesis and risk_classification. Blank lines are ignored. The whole file is "
         "validated first: if any line is bad, every bad line is listed with its number and "
-        "nothing is written."
+        "nothing is written. A generated_at more than FUTURE_TOLERANCE_SECONDS after now is "
+        "refused unless --allow-future is given."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("jsonl", help="Path of the JSON Lines file.")
+        parser.add_argument(
+            "--allow-future",
+            action="store_true",
+            help="Accept values dated in the future (a simulation on simulated time).",
+        )
+        parser.add_argument(
+            "--max-bytes",
+            type=positive_int,
+            default=DEFAULT_MAX_BYTES,
+            help=f"Refuse a file larger than this (default {DEFAULT_MAX_BYTES:,} bytes).",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
-            result = import_recommendations(options["jsonl"])
+            result = import_recommendations(
+                options["jsonl"],
+                allow_future=options["allow_future"],
+                max_bytes=options["max_bytes"],
+            )
         except ImportFailed as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(future_hint(str(exc))) from exc
         self.stdout.write(str(result))

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portfolio.imports import ImportFailed, import_entities
+from portfolio.imports import DEFAULT_MAX_BYTES, ImportFailed, import_entities
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
 
 
 class Command(BaseCommand):
@@ -17,10 +29,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("csv", help="Path of the CSV file (header: symbol,name,sector).")
+        parser.add_argument(
+            "--max-bytes",
+            type=positive_int,
+            default=DEFAULT_MAX_BYTES,
+            help=f"Refuse a file larger than this (default {DEFAULT_MAX_BYTES:,} bytes).",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
-            result = import_entities(options["csv"])
+            result = import_entities(options["csv"], max_bytes=options["max_bytes"])
         except ImportFailed as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(str(result))

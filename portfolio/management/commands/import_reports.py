@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portfolio.imports import ImportFailed, import_reports
+from portfolio.imports import DEFAULT_MAX_BYTES, REPORT_HORIZON_DAYS, ImportFailed, import_reports
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def future_hint(message: str) -> str:
+    """The error, with a pointer to ``--allow-future`` when a value was refused as future."""
+    if "in the future" in message or "days ahead" in message:
+        return message + "\n(--allow-future accepts values dated in the future, for a simulation)"
+    return message
 
 
 class Command(BaseCommand):
@@ -12,15 +31,29 @@ class Command(BaseCommand):
         "Import performance report (earnings) dates from a UTF-8 CSV file with the header "
         "symbol,report_date; a date already stored, or repeated, is left as it is. "
         "The whole file is validated first: if any line is bad, every bad line is listed with "
-        "its number and nothing is written."
+        "its number and nothing is written. A report date more than "
+        f"{REPORT_HORIZON_DAYS} days after today is refused unless --allow-future is given."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("csv", help="Path of the CSV file (header: symbol,report_date).")
+        parser.add_argument(
+            "--allow-future",
+            action="store_true",
+            help="Accept values dated in the future (a simulation on simulated time).",
+        )
+        parser.add_argument(
+            "--max-bytes",
+            type=positive_int,
+            default=DEFAULT_MAX_BYTES,
+            help=f"Refuse a file larger than this (default {DEFAULT_MAX_BYTES:,} bytes).",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
-            result = import_reports(options["csv"])
+            result = import_reports(
+                options["csv"], allow_future=options["allow_future"], max_bytes=options["max_bytes"]
+            )
         except ImportFailed as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(future_hint(str(exc))) from exc
         self.stdout.write(str(result))
