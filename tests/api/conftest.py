@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_q.brokers import get_broker
+from django_q.signing import SignedPackage
+from django_q.status import Stat, Status
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -20,6 +27,16 @@ def client_for(username: str, *roles: str) -> APIClient:
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     client.user = user
     return client
+
+
+@pytest.fixture
+def cluster(db) -> Iterator[None]:
+    """A django-q2 cluster heartbeat, as a running cluster writes it every few seconds."""
+    broker = get_broker()
+    key = Stat.get_key("test-cluster")
+    broker.set_stat(key, SignedPackage.dumps(Status(pid=1, cluster_id="test-cluster"), True), 60)
+    yield
+    broker.cache.delete(key)
 
 
 @pytest.fixture
@@ -45,3 +62,23 @@ def ingest(db) -> APIClient:
 @pytest.fixture
 def no_role(db) -> APIClient:
     return client_for("nobody-1")
+
+
+def walk(client, url, key: str = "id", **params) -> list:
+    """The ``key`` (the id) of every row of a list, following ``next`` to the end."""
+    response = client.get(url, params)
+    ids = []
+    while True:
+        assert response.status_code == 200, response.content
+        ids += [row[key] for row in response.json()["results"]]
+        if not response.json()["next"]:
+            return ids
+        response = client.get(response.json()["next"])
+
+
+def count_queries(client, url, **params) -> int:
+    """How many queries one GET of ``url`` makes."""
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url, params)
+    assert response.status_code == 200, response.content
+    return len(captured.captured_queries)
