@@ -51,6 +51,7 @@ from portfolio.correlation import compute_return_correlations, weighted_average_
 from portfolio.market_calendar import get_market_calendar
 from portfolio.models import EngineConfig, PerformanceReport, Pool
 from portfolio.selectors import get_engine_config, rule_config
+from portfolio.telemetry import records_decision_cycle
 from project.bulk import bulk_insert
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def lock_pool(pool_id: int) -> Pool:
     return Pool.objects.select_for_update().get(pk=pool_id)
 
 
+@records_decision_cycle
 def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) -> CycleResult:
     """Run one decision cycle for a pool as of ``now``; see the module docstring."""
     calendar = get_market_calendar(now)

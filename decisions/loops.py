@@ -36,6 +36,7 @@ from portfolio.circuit_breaker import (
     check_single_position,
     check_volatility,
 )
+from portfolio.heartbeat import records_loop_run
 from portfolio.market_calendar import MarketCalendar, get_market_calendar
 from portfolio.metrics import current_drawdown, daily_returns, sharpe_ratio, success_rate
 from portfolio.models import (
@@ -147,6 +148,7 @@ def _exit_attempts(commitment_ids: list[int]) -> dict[int, int]:
 # --- risk threshold monitor -------------------------------------------------------------------
 
 
+@records_loop_run("risk_threshold_monitor")
 def run_risk_threshold_monitor(
     pool_id: int,
     now: datetime,
@@ -388,6 +390,7 @@ def sync_commitments(pool: Pool, now: datetime, config: EngineConfig) -> list[st
     return events
 
 
+@records_loop_run("performance_loop")
 def run_performance_loop(pool_id: int, now: datetime, *, dispatch: bool = True) -> LoopResult:
     """Sync commitments and the reserve, compute the metrics and the session's snapshot, check
     the daily-loss breaker and emergency liquidation, and take gains at their targets."""
@@ -436,6 +439,7 @@ def run_performance_loop(pool_id: int, now: datetime, *, dispatch: bool = True) 
 # --- risk tier scheduler ----------------------------------------------------------------------
 
 
+@records_loop_run("risk_tier_scheduler")
 def run_risk_tier_scheduler(pool_id: int, now: datetime) -> LoopResult:
     """At the session close (16:00 ET, 13:00 on early closes), let the tier controller decide.
 
@@ -507,6 +511,7 @@ def rebalance_due(calendar: MarketCalendar, now: datetime) -> tuple[bool, str, d
     return True, "", today
 
 
+@records_loop_run("rebalancer")
 def run_rebalancer(pool_id: int, now: datetime, *, dispatch: bool = True) -> LoopResult:
     """Trim commitments that break the active tier's limits, once a week.
 

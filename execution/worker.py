@@ -61,6 +61,7 @@ from portfolio.selectors import (
     latest_value,
     rule_config,
 )
+from portfolio.telemetry import observe_order_answered
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +259,7 @@ def record_response(
             order.commitment = booked.commitment or order.commitment
             order.realized_gain = booked.realized_gain
         order.save()
+        observe_order_answered(order, expected, now)
     if order.status == OrderStatus.UNKNOWN:
         logger.warning("order %s: outcome unknown (%s); reconcile", order_id, response.reason)
     return ProcessResult(order_id, order.status, order.status_reason)

@@ -56,6 +56,7 @@ __all__ = [
     "clear_breaker",
     "create_pool",
     "halt_pool",
+    "record_operator_action",
     "resume_pool",
     "set_risk_tier",
 ]
@@ -126,6 +127,39 @@ def _audit(
     )
     return ActionResult(
         kind, pool.name if pool else None, True, record, before, after, detail or reason
+    )
+
+
+def record_operator_action(
+    kind: str,
+    pool: Pool | None,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    via: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    detail: str = "",
+) -> ActionResult:
+    """Write the audit row of an operator action whose effect lives in another layer (a
+    decision cycle requested by hand: ``decisions.control.request_cycle``), with the same
+    checks of ``actor`` and ``reason`` as every action here. Call it inside the transaction
+    that makes the change. Raises ``ActionError`` for a missing actor or reason, or an unknown
+    ``kind``."""
+    actor, reason = _who_and_why(actor, reason)
+    if kind not in OperatorActionKind.values:
+        raise ActionError({"action": f"unknown action {kind!r}"})
+    return _audit(
+        kind,
+        pool,
+        actor=actor,
+        reason=reason,
+        now=now,
+        via=via,
+        before=before or {},
+        after=after or {},
+        detail=detail,
     )
 
 

@@ -44,6 +44,7 @@ from portfolio.models import (
     EngineConfig,
     Entity,
     Fill,
+    LoopRun,
     MarketSnapshot,
     OperatorAction,
     PerformanceReport,
@@ -54,6 +55,7 @@ from portfolio.models import (
     RiskTier,
     RiskTierConfig,
     RiskTierHistory,
+    TelemetryCounter,
 )
 from portfolio.selectors import PoolState, in_force
 from project.admin_tools import (
@@ -838,6 +840,26 @@ class OperatorActionAdmin(ReadOnlyAuditAdmin):
     @admin.display(description="after")
     def after_json(self, obj: OperatorAction) -> SafeString:
         return pretty_json(obj.after)
+
+
+@admin.register(LoopRun)
+class LoopRunAdmin(ReadOnlyAuditAdmin):
+    """The last run of each loop of each pool (wall-clock time): what /healthz reads."""
+
+    list_display = ("pool", "loop", "last_started_at", "last_finished_at", "last_detail")
+    list_filter = ("pool", "loop")
+    list_select_related = ("pool",)
+    ordering = ("pool__name", "loop")
+
+
+@admin.register(TelemetryCounter)
+class TelemetryCounterAdmin(ReadOnlyAuditAdmin):
+    """The counters and histogram buckets /metrics reads: decisions by outcome and reason,
+    cycle durations, recommendation-to-order latencies."""
+
+    list_display = ("pool", "metric", "outcome", "reason", "le", "total", "sum_seconds")
+    list_filter = ("pool", "metric")
+    list_select_related = ("pool",)
 
 
 @admin.register(Fill)

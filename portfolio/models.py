@@ -606,6 +606,7 @@ class OperatorActionKind(models.TextChoices):
     CHANGE_ENGINE_CONFIG = "change_engine_config", "Change engine configuration"
     CHANGE_POOL_RISK_LIMITS = "change_pool_risk_limits", "Change pool risk limits"
     CHANGE_TIER_CONFIG = "change_tier_config", "Change risk tier parameters"
+    RUN_CYCLE = "run_cycle", "Run a decision cycle"
 
 
 class OperatorAction(models.Model):
@@ -641,3 +642,63 @@ class OperatorAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor}"
+
+
+class LoopRun(models.Model):
+    """The last run of one loop of one pool (the decision cycle, the four guardian loops): a
+    heartbeat, upserted by ``portfolio.heartbeat`` at the end of every run. ``/healthz`` reads
+    the age of the last decision cycle from it. Times are wall-clock UTC, whatever clock the
+    loop itself ran on."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="loop_runs")
+    loop = models.CharField(max_length=40)
+    last_started_at = models.DateTimeField()
+    last_finished_at = models.DateTimeField()
+    last_detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        db_table = "loop_runs"
+        ordering = ["pool", "loop"]
+        constraints = [
+            models.UniqueConstraint(fields=["pool", "loop"], name="looprun_pool_loop_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.loop} of {self.pool_id} at {self.last_finished_at:%Y-%m-%d %H:%M:%S}"
+
+
+class TelemetryCounter(models.Model):
+    """A monotonic counter of one pool, added to by every process in the transaction of what
+    it counts (``portfolio.telemetry``) and read by ``/metrics`` without scanning the tables
+    it counts.
+
+    - ``metric="decisions"``: evaluations of recommendations by ``outcome`` and ``reason``
+      (the skip reason; blank for ``act`` and ``defer``); ``le`` is blank.
+    - a histogram (``cycle_duration_seconds``, ``recommendation_to_order_seconds``): one row per
+      cumulative bucket, ``le`` its upper bound in seconds (``+Inf`` for the last), ``total`` the
+      observations at most that long; the ``+Inf`` row also carries ``sum_seconds``, the sum of
+      every observation. ``outcome`` and ``reason`` are blank.
+    """
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="telemetry_counters")
+    metric = models.CharField(max_length=40)
+    outcome = models.CharField(max_length=20, blank=True)
+    reason = models.CharField(max_length=40, blank=True)
+    le = models.CharField(max_length=12, blank=True, help_text="Bucket bound in seconds, or +Inf")
+    total = models.BigIntegerField(default=0)
+    sum_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        db_table = "telemetry_counters"
+        ordering = ["pool", "metric", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pool", "metric", "outcome", "reason", "le"],
+                name="telemetry_counter_unique",
+            ),
+            models.CheckConstraint(condition=Q(total__gte=0), name="telemetry_counter_nonneg"),
+        ]
+
+    def __str__(self) -> str:
+        labels = ", ".join(v for v in (self.outcome, self.reason, self.le and f"le={self.le}") if v)
+        return f"{self.metric}{{{labels}}} {self.total}"
