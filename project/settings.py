@@ -7,6 +7,7 @@ PostgreSQL and ``REDIS_URL`` for the django-q2 broker and the cache.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -26,13 +27,35 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 try:
     DEBUG = env_bool("DEBUG", default=False)
     SECRET_KEY = env_str("SECRET_KEY")
-    if not SECRET_KEY:
-        if not DEBUG and "runserver" not in sys.argv and env_bool("REQUIRE_SECRET_KEY", False):
+    # A fixed development key keeps `make demo`, the tests and the other commands
+    # self-contained; the web server and the cluster refuse it unless DEBUG is on
+    # (project/ops/secret.py). REQUIRE_SECRET_KEY=1 makes every command refuse it.
+    SECRET_KEY_IS_DEVELOPMENT = not SECRET_KEY
+    if SECRET_KEY_IS_DEVELOPMENT:
+        if env_bool("REQUIRE_SECRET_KEY", False):
             raise ImproperlyConfiguredEnv("SECRET_KEY must be set when REQUIRE_SECRET_KEY is on")
-        # A fixed development key keeps `make demo` and the tests self-contained; production
-        # deployments set SECRET_KEY and REQUIRE_SECRET_KEY=1 (docs/operations.md).
         SECRET_KEY = "django-insecure-development-key-set-SECRET_KEY-in-production"
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+    CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+    # HTTPS, for a deployment behind a TLS-terminating proxy (docs/operations.md). Off by
+    # default: `make serve` answers plain HTTP on 127.0.0.1.
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+    # The header a proxy sets to "https" for a request it received over TLS, such as
+    # X-Forwarded-Proto: trust it only behind a proxy that always sets or strips it.
+    proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "").strip()
+    if proxy_ssl_header and not re.fullmatch(r"[A-Za-z0-9-]+", proxy_ssl_header):
+        raise ImproperlyConfiguredEnv(
+            f"SECURE_PROXY_SSL_HEADER={proxy_ssl_header!r} is not a header name"
+        )
+    SECURE_PROXY_SSL_HEADER = (
+        ("HTTP_" + proxy_ssl_header.upper().replace("-", "_"), "https")
+        if proxy_ssl_header
+        else None
+    )
     DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql", "sqlite"))
     REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
     Q_WORKERS = env_int("Q_WORKERS", 2, minimum=1)
@@ -54,6 +77,8 @@ except ImproperlyConfiguredEnv as exc:  # pragma: no cover - exercised by tests/
     raise SystemExit(2) from exc
 
 INSTALLED_APPS = [
+    # First: its runserver and qcluster commands take the place of staticfiles' and django-q2's.
+    "project.ops",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -74,6 +99,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -181,7 +207,10 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# WhiteNoise serves the apps' static files (the admin's, the API docs') from the web process,
+# DEBUG on or off, straight from the installed apps: no collectstatic step and no STATIC_ROOT,
+# and the files always match the installed versions.
+WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     # Token first: an anonymous request is answered 401 with "WWW-Authenticate: Token".
@@ -217,13 +246,34 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # One name per vocabulary, whichever serializer uses it.
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "execution.models.OrderStatus",
+        "CommitmentStatusEnum": "portfolio.models.CommitmentStatus",
+        "RiskTierEnum": "portfolio.models.RiskTier",
+        "RecommendationActionEnum": "decisions.models.RecommendationAction",
+        "OperatorActionKindEnum": "portfolio.models.OperatorActionKind",
+        "BreakerTypeEnum": "portfolio.models.BreakerType",
+    },
 }
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {
+            "()": "project.logging.UTCFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
+    "filters": {"one_line_client_errors": {"()": "project.logging.OneLineClientErrors"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["one_line_client_errors"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
