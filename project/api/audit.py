@@ -27,6 +27,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import get_object_or_404
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 
 from decisions.models import DecisionOutcome, DecisionRecord, Recommendation, SkipReason
@@ -53,17 +54,20 @@ from portfolio.selectors import get_engine_config
 from project.api import serializers_audit as s
 from project.api.pagination import cursor_pagination
 from project.api.permissions import ReadRole
-from project.api.roles import can_read_all
+from project.api.roles import can_operate, can_read_all
 
 # --- shared pieces ----------------------------------------------------------------------------
 
 
 class ReadAudit(ReadRole):
-    """``ReadRole`` for views that define GET only: every method reaches the view, so a
-    reader's POST, PUT, PATCH or DELETE answers 405 (no handler) rather than 403."""
+    """``ReadRole`` for views that define GET only. A viewer's write is refused as every
+    viewer's write is (403); an operator, who may write elsewhere, is told the method does not
+    exist here (405)."""
 
     def has_permission(self, request, view) -> bool:
-        return can_read_all(request.user)
+        if request.method in SAFE_METHODS:
+            return can_read_all(request.user)
+        return can_operate(request.user)
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -40,7 +40,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from rest_framework import serializers
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
@@ -55,7 +55,7 @@ from portfolio.telemetry import (
     ORDER_LATENCY,
     bucket_label,
 )
-from project.api.roles import can_read_all
+from project.api.roles import can_operate, can_read_all
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +273,10 @@ class MetricsAccess(BasePermission):
     message = "The viewer or operator role, or an allowed address, is needed for the metrics."
 
     def has_permission(self, request, view) -> bool:
+        if request.method not in SAFE_METHODS:
+            # Nothing here is written: a viewer's write is refused like every viewer's write
+            # (403), an operator learns the method does not exist (405).
+            return can_operate(request.user)
         return can_read_all(request.user) or client_allowed(request.META.get("REMOTE_ADDR"))
 
 

@@ -100,7 +100,7 @@ def test_query_count_does_not_grow_with_the_page_size(viewer, pool, session_now)
 
 
 def test_commitments_are_read_only_and_need_a_reading_role(viewer, ingest, anonymous, held):
-    assert viewer.post(URL, {}, format="json").status_code == 405
-    assert viewer.delete(f"{URL}{held.pk}/").status_code == 405
+    assert viewer.post(URL, {}, format="json").status_code == 403
+    assert viewer.delete(f"{URL}{held.pk}/").status_code == 403
     assert ingest.get(URL).status_code == 403
     assert anonymous.get(URL).status_code == 401

@@ -134,9 +134,9 @@ def test_query_count_does_not_grow_with_the_page_size(viewer, pool, session_now)
 
 def test_decisions_are_read_only_for_readers(viewer, operator, decided):
     decision = DecisionRecord.objects.first()
-    assert viewer.post(URL, {}, format="json").status_code == 405
+    assert viewer.post(URL, {}, format="json").status_code == 403
     assert operator.delete(f"{URL}{decision.pk}/").status_code == 405
-    assert viewer.patch(f"{URL}{decision.pk}/", {}, format="json").status_code == 405
+    assert viewer.patch(f"{URL}{decision.pk}/", {}, format="json").status_code == 403
 
 
 def test_ingest_only_and_roleless_users_get_403_and_anonymous_401(ingest, no_role, anonymous, db):

@@ -106,6 +106,6 @@ def test_explain_is_read_only_and_needs_a_reading_role(
 ):
     rec = trade([pool], session_now, "rec-roles")
 
-    assert viewer.post(url(rec.pk), {}, format="json").status_code == 405
+    assert viewer.post(url(rec.pk), {}, format="json").status_code == 403
     assert ingest.get(url(rec.pk)).status_code == 403
     assert anonymous.get(url(rec.pk)).status_code == 401

@@ -86,7 +86,7 @@ def test_query_count_does_not_grow_with_the_page_size(viewer, pool, session_now)
 
 
 def test_fills_are_read_only_and_need_a_reading_role(viewer, operator, ingest, anonymous, db):
-    assert viewer.post(URL, {}, format="json").status_code == 405
+    assert viewer.post(URL, {}, format="json").status_code == 403
     assert operator.get(URL).status_code == 200
     assert ingest.get(URL).status_code == 403
     assert anonymous.get(URL).status_code == 401

@@ -75,6 +75,6 @@ def test_query_count_does_not_grow_with_the_page_size(viewer, pool, session_now)
 
 
 def test_the_ledger_is_read_only_and_needs_a_reading_role(viewer, ingest, anonymous, db):
-    assert viewer.post(URL, {}, format="json").status_code == 405
+    assert viewer.post(URL, {}, format="json").status_code == 403
     assert ingest.get(URL).status_code == 403
     assert anonymous.get(URL).status_code == 401

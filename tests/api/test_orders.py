@@ -125,8 +125,8 @@ def test_query_count_does_not_grow_with_the_page_size(viewer, pool, session_now)
 
 
 def test_orders_are_read_only_for_readers(viewer, traded):
-    assert viewer.post(URL, {}, format="json").status_code == 405
-    assert viewer.put(f"{URL}{traded.pk}/", {}, format="json").status_code == 405
+    assert viewer.post(URL, {}, format="json").status_code == 403
+    assert viewer.put(f"{URL}{traded.pk}/", {}, format="json").status_code == 403
 
 
 def test_ingest_only_gets_403_and_anonymous_401(ingest, anonymous, traded):

@@ -121,7 +121,7 @@ def test_each_listed_pool_costs_a_fixed_number_of_queries(viewer, db, session_no
 
 
 def test_pools_are_read_only_for_readers(viewer, operator, pool):
-    assert viewer.post(URL, {"name": "new"}, format="json").status_code == 405
+    assert viewer.post(URL, {"name": "new"}, format="json").status_code == 403
     assert operator.delete(f"{URL}{pool.name}/").status_code == 405
 
 

@@ -86,3 +86,21 @@ def test_role_matrix(request, db, cluster, session_now, role, path, method):
         assert response.status_code == 401, (method, url, response.status_code)
     else:
         assert response.status_code == 403, (role, method, url, response.status_code)
+
+
+READ_ONLY_PATHS = sorted(
+    {path for path, method in operations() if category(path, method) == "read"}
+    - {path for path, method in operations() if method != "get"}
+)
+
+
+@pytest.mark.parametrize("path", READ_ONLY_PATHS)
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_a_viewer_gets_403_on_every_write_and_an_operator_405(
+    viewer, operator, session_now, path, method
+):
+    pool = factories.make_pool(now=session_now, name="matrix")
+    url = concrete(path, pool.name)
+
+    assert getattr(viewer, method)(url, {}, format="json").status_code == 403
+    assert getattr(operator, method)(url, {}, format="json").status_code == 405
