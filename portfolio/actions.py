@@ -391,6 +391,24 @@ def _change_row(
     return before, after
 
 
+def _audit_change(
+    kind: str,
+    pool: Pool | None,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    actor: str,
+    reason: str,
+    now: datetime,
+    via: str,
+) -> ActionResult:
+    """The audit row of a configuration change, or ``changed=False`` when no value moved."""
+    if not after:
+        return ActionResult(kind, pool.name if pool else None, False, detail="no value changed")
+    return _audit(
+        kind, pool, actor=actor, reason=reason, now=now, via=via, before=before, after=after
+    )
+
+
 @transaction.atomic
 def change_engine_config(
     pool: Pool | str,
@@ -414,19 +432,8 @@ def change_engine_config(
     before, after = _change_row(
         config, ENGINE_CONFIG_FIELDS, assignments, validate_engine_config, EngineConfigError
     )
-    if not after:
-        return ActionResult(
-            OperatorActionKind.CHANGE_ENGINE_CONFIG, pool.name, False, detail="no value changed"
-        )
-    return _audit(
-        OperatorActionKind.CHANGE_ENGINE_CONFIG,
-        pool,
-        actor=actor,
-        reason=reason,
-        now=now,
-        via=via,
-        before=before,
-        after=after,
+    return _audit_change(
+        OperatorActionKind.CHANGE_ENGINE_CONFIG, pool, before, after, actor, reason, now, via
     )
 
 
@@ -446,19 +453,8 @@ def change_pool_risk_limits(
     pool = _locked_pool(pool)
     limits = PoolRiskConfig.objects.select_for_update().get(pk=get_pool_risk_config(pool).pk)
     before, after = _change_row(limits, POOL_RISK_FIELDS, assignments, validate_pool_risk_limits)
-    if not after:
-        return ActionResult(
-            OperatorActionKind.CHANGE_POOL_RISK_LIMITS, pool.name, False, detail="no value changed"
-        )
-    return _audit(
-        OperatorActionKind.CHANGE_POOL_RISK_LIMITS,
-        pool,
-        actor=actor,
-        reason=reason,
-        now=now,
-        via=via,
-        before=before,
-        after=after,
+    return _audit_change(
+        OperatorActionKind.CHANGE_POOL_RISK_LIMITS, pool, before, after, actor, reason, now, via
     )
 
 
@@ -481,17 +477,8 @@ def change_tier_params(
     except RiskTierConfig.DoesNotExist:
         raise ActionError({"tier": f"unknown tier {tier!r}"}) from None
     before, after = _change_row(row, TIER_FIELDS, assignments, validate_tier_params)
-    if not after:
-        return ActionResult(
-            OperatorActionKind.CHANGE_TIER_CONFIG, None, False, detail="no value changed"
-        )
-    return _audit(
-        OperatorActionKind.CHANGE_TIER_CONFIG,
-        None,
-        actor=actor,
-        reason=reason,
-        now=now,
-        via=via,
-        before={"tier": tier, **before},
-        after={"tier": tier, **after},
+    if after:
+        before, after = {"tier": tier, **before}, {"tier": tier, **after}
+    return _audit_change(
+        OperatorActionKind.CHANGE_TIER_CONFIG, None, before, after, actor, reason, now, via
     )

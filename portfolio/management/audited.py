@@ -12,8 +12,10 @@ import getpass
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
+from portfolio.actions import ActionResult
 from portfolio.config import format_number
 from portfolio.errors import ActionError
 
@@ -98,3 +100,77 @@ def write_changes(
     width = max(len(name) for name in after)
     for name, new in after.items():
         out.write(f"  {name:<{width}}  {before.get(name)} → {new}")
+
+
+class SettingsCommand(BaseCommand):
+    """Show a pool's settings, or change some with ``--set key=value … --reason R`` through
+    one audited action: the shared body of ``engine_config`` and ``pool_risk_limits``.
+
+    A subclass names what it shows (``label``, e.g. "engine configuration"), gives an example
+    for ``--set`` (``set_help``), the action that changes them (``change``) and ``current``:
+    (heading, {name: value}, names of the fractions) of the pool's settings now.
+    """
+
+    label: str
+    set_help: str
+
+    def change(self, pool_name: str, values: dict[str, str], **audit: Any) -> ActionResult:
+        raise NotImplementedError
+
+    def current(self, pool_name: str) -> tuple[str, Mapping[str, Any], Iterable[str]]:
+        raise NotImplementedError
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--pool", required=True, help="Name of the pool.")
+        parser.add_argument(
+            "--set",
+            dest="assignments",
+            metavar="KEY=VALUE",
+            nargs="+",
+            action="extend",
+            type=assignment,
+            default=[],
+            help=f"{self.set_help} Fractions are fractions: 0.04 means 4 %%. May be repeated. "
+            "Needs --reason.",
+        )
+        parser.add_argument("--reason", help=f"Why the {self.label} changes (required with --set).")
+        add_actor_argument(parser)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        pool_name: str = options["pool"]
+        pairs: list[tuple[str, str]] = options["assignments"]
+        if pairs:
+            self._set(pool_name, pairs, options)
+        elif options["reason"] is not None:
+            raise CommandError("--reason goes with --set: nothing to change")
+        else:
+            heading, values, fractions = self.current(pool_name)
+            write_settings(self.stdout, heading, values, fractions)
+
+    def _set(self, pool_name: str, pairs: list[tuple[str, str]], options: dict) -> None:
+        values = assignments_of(pairs)
+        if options["reason"] is None:
+            raise CommandError(f"--set needs --reason: say why the {self.label} changes")
+        try:
+            result = self.change(
+                pool_name,
+                values,
+                actor=actor_of(options),
+                reason=options["reason"],
+                now=timezone.now(),
+                via=VIA,
+            )
+        except ActionError as exc:
+            raise action_error(exc, f"{self.label} of pool {pool_name!r} unchanged:") from exc
+        if not result.changed:
+            self.stdout.write(
+                f"{self.label[0].upper()}{self.label[1:]} of pool {pool_name} unchanged: "
+                "every value given is already set."
+            )
+            return
+        write_changes(
+            self.stdout,
+            f"Updated the {self.label} of pool {pool_name}:",
+            result.before,
+            result.after,
+        )
