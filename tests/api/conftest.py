@@ -82,3 +82,29 @@ def count_queries(client, url, **params) -> int:
         response = client.get(url, params)
     assert response.status_code == 200, response.content
     return len(captured.captured_queries)
+
+
+def queued_tasks() -> list[dict]:
+    """The tasks waiting in django-q2's queue, read without taking them, whichever broker is
+    configured: the ORM broker's rows, or the Redis broker's list."""
+    broker = get_broker()
+    if hasattr(broker, "connection") and hasattr(broker.connection, "lrange"):
+        packed = broker.connection.lrange(broker.list_key, 0, -1)
+        return [SignedPackage.loads(item) for item in packed]
+    from django_q.models import OrmQ
+
+    return [row.task for row in OrmQ.objects.order_by("id")]
+
+
+def take_queued_tasks() -> None:
+    """Empty the queue, as a running cluster taking every task would."""
+    get_broker().purge_queue()
+
+
+@pytest.fixture
+def task_queue(db) -> Iterator[None]:
+    """A queue empty at the start and the end of the test (the Redis broker's queue is not
+    rolled back with the test's transaction)."""
+    take_queued_tasks()
+    yield
+    take_queued_tasks()

@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from django_q.models import OrmQ
 
 from portfolio.breakers import record_trigger
 from portfolio.circuit_breaker import BreakerTrigger
@@ -20,6 +19,7 @@ from portfolio.models import (
     PoolRiskConfig,
     RiskTierHistory,
 )
+from tests.api.conftest import queued_tasks
 
 BASE = "/api/v1/pools/{name}/{endpoint}/"
 
@@ -231,7 +231,7 @@ def test_risk_limits_refuse_a_bad_fraction(operator, pool):
 
 
 def test_run_cycle_queues_exactly_one_cycle_and_writes_the_audit_row(
-    operator, pool, django_capture_on_commit_callbacks
+    operator, pool, task_queue, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         response = call(operator, "post", pool.name, "run-cycle", {"reason": "because"})
@@ -243,18 +243,18 @@ def test_run_cycle_queues_exactly_one_cycle_and_writes_the_audit_row(
     assert audit_rows.count() == 2
     assert response.json()["action"]["actor"] == "operator-1"
     # The second request found the first cycle still waiting: one queued task in all.
-    assert OrmQ.objects.count() == 1
-    assert OrmQ.objects.get().task["args"] == (pool.pk,)
+    (task,) = queued_tasks()
+    assert task["args"] == (pool.pk,)
 
 
 def test_run_cycle_queues_nothing_before_the_audit_row_commits(
-    operator, pool, django_capture_on_commit_callbacks
+    operator, pool, task_queue, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         call(operator, "post", pool.name, "run-cycle", {"reason": "because"})
 
     assert len(callbacks) == 1
-    assert OrmQ.objects.count() == 0
+    assert queued_tasks() == []
 
 
 @pytest.mark.parametrize(("method", "endpoint", "body"), ENDPOINTS)

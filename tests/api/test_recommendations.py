@@ -10,12 +10,12 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
-from django_q.models import OrmQ
 
 from decisions.models import DecisionRecord, Recommendation
 from decisions.tasks import triggered_cycle
 from execution.models import Order
 from tests import factories
+from tests.api.conftest import queued_tasks, take_queued_tasks
 
 URL = "/api/v1/recommendations/"
 
@@ -49,13 +49,18 @@ def item(now: datetime, **overrides) -> dict:
     return {key: value for key, value in data.items() if value is not ...}
 
 
+@pytest.fixture(autouse=True)
+def _empty_queue(task_queue):
+    """Every test starts and ends with an empty task queue."""
+
+
 def post(client, body, **extra):
     return client.post(URL, json.dumps(body), content_type="application/json", **extra)
 
 
 def queued_cycles() -> list[int]:
-    """The pools of the decision cycles waiting in django-q's queue (the ORM broker)."""
-    tasks = [q.task for q in OrmQ.objects.all()]
+    """The pools of the decision cycles waiting in django-q2's queue."""
+    tasks = queued_tasks()
     return sorted(t["args"][0] for t in tasks if t["func"] == "decisions.tasks.triggered_cycle")
 
 
@@ -289,7 +294,7 @@ def test_a_second_post_while_a_cycle_is_queued_queues_none_and_after_it_runs_que
         post(ingest, item(clock, id="rec-2"))
     assert queued_cycles() == [pool.pk]
 
-    OrmQ.objects.all().delete()  # the cluster took the task…
+    take_queued_tasks()  # the cluster took the task…
     triggered_cycle(pool.pk)  # …and ran it
     with django_capture_on_commit_callbacks(execute=True):
         post(ingest, item(clock, id="rec-3"))
@@ -322,7 +327,7 @@ def test_an_unchanged_recommendation_queues_nothing(
 ):
     with django_capture_on_commit_callbacks(execute=True):
         post(ingest, item(clock))
-    OrmQ.objects.all().delete()
+    take_queued_tasks()
     triggered_cycle(pool.pk)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -337,7 +342,7 @@ def test_end_to_end_the_posted_recommendation_becomes_a_decision_and_a_queued_or
 ):
     with django_capture_on_commit_callbacks(execute=True):
         post(ingest, item(clock, confidence="0.80"))
-    (task,) = [q.task for q in OrmQ.objects.all()]
+    (task,) = queued_tasks()
 
     triggered_cycle(*task["args"])
 

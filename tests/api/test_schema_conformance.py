@@ -13,7 +13,9 @@ import json
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import (
@@ -47,7 +49,19 @@ schema = load_schema()
 
 
 @pytest.fixture
-def something_to_read(db, session_now, cluster):
+def in_process_requests():
+    """Requests run inside the test's transaction, as Django's own test client runs them:
+    without closing the connection at the end of each request (it would close the test's
+    transaction on PostgreSQL)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def something_to_read(db, session_now, cluster, in_process_requests):
     """A pool with an entity, bars and a recommendation evaluated once; a cluster running."""
     pool = factories.make_pool(now=session_now, name="conformance")
     factories.add_bars("AAA", session_now)
