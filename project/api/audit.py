@@ -13,19 +13,14 @@ for them, and a user without either role gets 403 (anonymous: 401).
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC
 
-from django import forms
-from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q
 from django.urls import path, register_converter
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
-from rest_framework.exceptions import NotFound
 from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
@@ -52,6 +47,7 @@ from portfolio.models import (
 )
 from portfolio.selectors import get_engine_config
 from project.api import serializers_audit as s
+from project.api.filters import time_range
 from project.api.pagination import cursor_pagination
 from project.api.permissions import ReadRole
 from project.api.roles import can_operate, can_read_all
@@ -112,66 +108,6 @@ class RecommendationIdConverter(PathSegmentConverter):
 
 register_converter(PathSegmentConverter, "audit_segment")
 register_converter(RecommendationIdConverter, "recommendation_id")
-
-
-def paged(*ordering: str):
-    """``cursor_pagination(*ordering)`` whose cursor position is checked against the ordering
-    field before it reaches the query: a forged position answers 404 like any bad cursor."""
-    base = cursor_pagination(*ordering)
-
-    class CheckedCursor(base):
-        def paginate_queryset(self, queryset, request, view=None):
-            self._model = queryset.model
-            return super().paginate_queryset(queryset, request, view)
-
-        def decode_cursor(self, request):
-            cursor = super().decode_cursor(request)
-            if cursor is not None and cursor.position is not None:
-                field = self._model._meta.get_field(self.ordering[0].lstrip("-"))
-                try:
-                    if "\x00" in cursor.position:
-                        raise ValueError("NUL in cursor")
-                    field.get_prep_value(field.to_python(cursor.position))
-                except (ValidationError, ValueError, TypeError, OverflowError):
-                    raise NotFound(self.invalid_cursor_message) from None
-            return cursor
-
-    CheckedCursor.__name__ = base.__name__
-    return CheckedCursor
-
-
-class UTCIsoDateTimeField(forms.DateTimeField):
-    """An ISO 8601 time; one without an offset is read as UTC, like every time of the API."""
-
-    default_error_messages = {"invalid": "Enter an ISO 8601 time, e.g. 2026-11-18T16:00:00Z."}
-
-    def to_python(self, value):
-        if value in self.empty_values:
-            return None
-        try:
-            parsed = parse_datetime(str(value).strip())
-        except ValueError:
-            parsed = None
-        if parsed is None:
-            raise ValidationError(self.error_messages["invalid"], code="invalid")
-        if timezone.is_naive(parsed):
-            parsed = parsed.replace(tzinfo=UTC)
-        try:
-            return parsed.astimezone(UTC)
-        except OverflowError:
-            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
-
-
-class TimeFilter(filters.IsoDateTimeFilter):
-    field_class = UTCIsoDateTimeField
-
-
-def time_range(field: str) -> tuple[TimeFilter, TimeFilter]:
-    """``<name>_after`` (inclusive) and ``<name>_before`` (exclusive) on ``field``."""
-    return (
-        TimeFilter(field_name=field, lookup_expr="gte", label=f"{field} at or after (ISO 8601)"),
-        TimeFilter(field_name=field, lookup_expr="lt", label=f"{field} before (ISO 8601)"),
-    )
 
 
 #: Row ids are 64-bit integers in every database; a larger number is no id, and refused with a
@@ -237,7 +173,7 @@ def decisions():
 class DecisionList(AuditList):
     serializer_class = s.DecisionSerializer
     filterset_class = DecisionFilter
-    pagination_class = paged("-evaluated_at", "-id")
+    pagination_class = cursor_pagination("-evaluated_at", "-id")
 
     def get_queryset(self):
         return decisions()
@@ -284,7 +220,7 @@ def orders():
 class OrderList(AuditList):
     serializer_class = s.OrderSerializer
     filterset_class = OrderFilter
-    pagination_class = paged("-created_at", "-id")
+    pagination_class = cursor_pagination("-created_at", "-id")
 
     def get_queryset(self):
         return orders()
@@ -321,7 +257,7 @@ def commitments():
 class CommitmentList(AuditList):
     serializer_class = s.CommitmentSerializer
     filterset_class = CommitmentFilter
-    pagination_class = paged("-opened_at", "-id")
+    pagination_class = cursor_pagination("-opened_at", "-id")
 
     def get_queryset(self):
         return commitments()
@@ -351,7 +287,7 @@ class SnapshotFilter(filters.FilterSet):
 class SnapshotList(AuditList):
     serializer_class = s.PoolSnapshotSerializer
     filterset_class = SnapshotFilter
-    pagination_class = paged("-taken_at", "-id")
+    pagination_class = cursor_pagination("-taken_at", "-id")
 
     def get_queryset(self):
         return PoolSnapshot.objects.select_related("pool")
@@ -372,7 +308,7 @@ class LedgerFilter(filters.FilterSet):
 class LedgerList(AuditList):
     serializer_class = s.ReserveLedgerEntrySerializer
     filterset_class = LedgerFilter
-    pagination_class = paged("-created_at", "-id")
+    pagination_class = cursor_pagination("-created_at", "-id")
 
     def get_queryset(self):
         return ReserveLedgerEntry.objects.select_related("pool")
@@ -393,7 +329,7 @@ class TierHistoryFilter(filters.FilterSet):
 class TierHistoryList(AuditList):
     serializer_class = s.RiskTierHistorySerializer
     filterset_class = TierHistoryFilter
-    pagination_class = paged("-changed_at", "-id")
+    pagination_class = cursor_pagination("-changed_at", "-id")
 
     def get_queryset(self):
         return RiskTierHistory.objects.select_related("pool")
@@ -417,7 +353,7 @@ class BreakerEventFilter(filters.FilterSet):
 class BreakerEventList(AuditList):
     serializer_class = s.CircuitBreakerEventSerializer
     filterset_class = BreakerEventFilter
-    pagination_class = paged("-triggered_at", "-id")
+    pagination_class = cursor_pagination("-triggered_at", "-id")
 
     def get_queryset(self):
         return CircuitBreakerEvent.objects.select_related("pool")
@@ -438,7 +374,7 @@ class OperatorActionFilter(filters.FilterSet):
 class OperatorActionList(AuditList):
     serializer_class = s.OperatorActionSerializer
     filterset_class = OperatorActionFilter
-    pagination_class = paged("-created_at", "-id")
+    pagination_class = cursor_pagination("-created_at", "-id")
 
     def get_queryset(self):
         return OperatorAction.objects.select_related("pool")
@@ -461,7 +397,7 @@ class FillFilter(filters.FilterSet):
 class FillList(AuditList):
     serializer_class = s.FillSerializer
     filterset_class = FillFilter
-    pagination_class = paged("-booked_at", "-id")
+    pagination_class = cursor_pagination("-booked_at", "-id")
 
     def get_queryset(self):
         return Fill.objects.select_related("pool")
@@ -498,7 +434,7 @@ class PoolList(AuditList):
 
     serializer_class = s.PoolSerializer
     filterset_class = PoolFilter
-    pagination_class = paged("name")
+    pagination_class = cursor_pagination("name")
 
     def get_queryset(self):
         return Pool.objects.select_related("engine_config")

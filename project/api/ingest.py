@@ -18,18 +18,15 @@ See docs/api.md and the OpenAPI schema at ``/api/schema/``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import path
 from django.utils import timezone
 from django_filters import rest_framework as filters
-from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -55,6 +52,7 @@ from portfolio.imports import (
 )
 from portfolio.models import Entity, MarketSnapshot, PerformanceReport
 from project.api.errors import bad_request
+from project.api.filters import time_range
 from project.api.pagination import cursor_pagination
 from project.api.permissions import IngestRole
 
@@ -247,23 +245,6 @@ class PerformanceReportRowSerializer(serializers.ModelSerializer):
 # Filters
 
 
-class UtcIsoDateTimeField(IsoDateTimeField):
-    """An ISO-8601 instant that has a UTC equivalent (9999-12-31T23:00-05:00 has none)."""
-
-    def to_python(self, value):
-        result = super().to_python(value)
-        if result is not None:
-            try:
-                result.astimezone(UTC)
-            except OverflowError:
-                raise DjangoValidationError("The date/time is out of range.") from None
-        return result
-
-
-class UtcIsoDateTimeFilter(filters.IsoDateTimeFilter):
-    field_class = UtcIsoDateTimeField
-
-
 class SymbolFilter(filters.CharFilter):
     """An entity symbol, matched upper-cased."""
 
@@ -275,8 +256,7 @@ class RecommendationFilter(filters.FilterSet):
     entity = SymbolFilter(field_name="entity_id", help_text="Entity symbol.")
     action = filters.ChoiceFilter(choices=RecommendationAction.choices)
     mode = filters.ChoiceFilter(choices=RecommendationMode.choices)
-    generated_at_after = UtcIsoDateTimeFilter(field_name="generated_at", lookup_expr="gte")
-    generated_at_before = UtcIsoDateTimeFilter(field_name="generated_at", lookup_expr="lte")
+    generated_at_after, generated_at_before = time_range("generated_at")
 
     class Meta:
         model = Recommendation
@@ -293,8 +273,7 @@ class EntityFilter(filters.FilterSet):
 
 class MarketSnapshotFilter(filters.FilterSet):
     entity = SymbolFilter(field_name="entity_id", help_text="Entity symbol.")
-    as_of_after = UtcIsoDateTimeFilter(field_name="as_of", lookup_expr="gte")
-    as_of_before = UtcIsoDateTimeFilter(field_name="as_of", lookup_expr="lte")
+    as_of_after, as_of_before = time_range("as_of")
 
     class Meta:
         model = MarketSnapshot
@@ -309,21 +288,6 @@ class PerformanceReportFilter(filters.FilterSet):
     class Meta:
         model = PerformanceReport
         fields: list[str] = []
-
-
-def _guarded(pagination: type) -> type:
-    """``pagination`` answering 404 to a cursor whose position is not a value of the ordering
-    field (a hand-made cursor), instead of failing in the query."""
-
-    class Guarded(pagination):
-        def paginate_queryset(self, queryset, request, view=None):
-            try:
-                return super().paginate_queryset(queryset, request, view)
-            except (DjangoValidationError, ValueError, OverflowError):
-                raise NotFound(self.invalid_cursor_message) from None
-
-    Guarded.__name__ = pagination.__name__
-    return Guarded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +353,7 @@ class RecommendationsView(IngestListView):
     queryset = Recommendation.objects.order_by("-generated_at", "-id")
     serializer_class = RecommendationRowSerializer
     filterset_class = RecommendationFilter
-    pagination_class = _guarded(cursor_pagination("-generated_at", "-id"))
+    pagination_class = cursor_pagination("-generated_at", "-id")
 
     @extend_schema(
         summary="Ingest recommendations (one object or a list), all or nothing",
@@ -475,7 +439,7 @@ class EntitiesView(IngestListView):
     queryset = Entity.objects.order_by("symbol")
     serializer_class = EntityRowSerializer
     filterset_class = EntityFilter
-    pagination_class = _guarded(cursor_pagination("symbol"))
+    pagination_class = cursor_pagination("symbol")
 
     post = _batch_post(
         {"symbol": "symbol", "name": "name", "sector": "sector"},
@@ -500,7 +464,7 @@ class MarketSnapshotsView(IngestListView):
     queryset = MarketSnapshot.objects.order_by("-as_of", "-id")
     serializer_class = MarketSnapshotRowSerializer
     filterset_class = MarketSnapshotFilter
-    pagination_class = _guarded(cursor_pagination("-as_of", "-id"))
+    pagination_class = cursor_pagination("-as_of", "-id")
 
     post = _batch_post(
         {name: name for name in ("as_of", "open", "high", "low", "close", "volume")}
@@ -528,7 +492,7 @@ class PerformanceReportsView(IngestListView):
     queryset = PerformanceReport.objects.order_by("-report_date", "-id")
     serializer_class = PerformanceReportRowSerializer
     filterset_class = PerformanceReportFilter
-    pagination_class = _guarded(cursor_pagination("-report_date", "-id"))
+    pagination_class = cursor_pagination("-report_date", "-id")
 
     post = _batch_post(
         {"entity": "symbol", "report_date": "report_date"},
