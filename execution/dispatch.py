@@ -1,8 +1,10 @@
 """Hand orders to the execution worker through django-q2.
 
-Called from ``transaction.on_commit`` only: a task enqueued before its order row commits
-could run before the row exists. The ``orders`` table stays the durable outbox: a task lost
-with a dead cluster leaves its order ``queued``, and the sweeper hands it out again.
+Called only once the order row is committed (from ``transaction.on_commit``, or by the
+sweeper and the lease settler after their own commit): a task enqueued before its order row
+commits could run before the row exists. The ``orders`` table stays the durable outbox: a task lost
+with a dead cluster leaves its order ``queued``, and the sweeper hands it out again (the
+recovery run, every ~30 s: ``execution.tasks.recover_orders``).
 """
 
 from __future__ import annotations

@@ -105,6 +105,23 @@ class Order(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(help_text="When decided (the cycle's clock)")
     submitted_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Who holds the order while it is submitting (host:pid:random); empty otherwise",
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Wall-clock time after which the holder counts as dead and the order is "
+        "settled by a lookup at the broker; renewed while the submit is in flight",
+    )
+    handed_out_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the sweeper or the lease settler last handed the queued order to the "
+        "task queue (wall clock)",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -118,6 +135,11 @@ class Order(models.Model):
             models.Index(fields=["status", "created_at"], name="order_status_created_idx"),
             models.Index(fields=["pool", "-created_at"], name="order_pool_created_idx"),
             models.Index(fields=["commitment", "status"], name="order_commitment_idx"),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="order_lease_expiry_idx",
+                condition=Q(status="submitting"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,12 +11,24 @@ def process_order(order_id: int) -> str:
 
 
 def sweep_orders() -> list[int]:
-    """Hand out again the orders left queued for more than two minutes."""
-    from datetime import timedelta
+    """Hand out again the orders left queued (``SWEEP_QUEUED_AFTER``) without a claim."""
+    from execution.worker import SWEEP_QUEUED_AFTER, sweep_queued_orders
 
-    from execution.worker import sweep_queued_orders
+    return sweep_queued_orders(SWEEP_QUEUED_AFTER)
 
-    return sweep_queued_orders(timedelta(minutes=2))
+
+def settle_leases() -> list[str]:
+    """Settle the submitting orders whose lease expired (their worker died) by a lookup."""
+    from execution.worker import settle_expired_leases
+
+    return [f"{r.order_id}: {r.status} ({r.detail})" for r in settle_expired_leases()]
+
+
+def recover_orders() -> list[str]:
+    """The recovery run, every ~30 s: settle expired leases, then hand out again the orders
+    left queued. Idempotent and safe to run twice at once (docs/decisions.md, "Leases:
+    recovery in seconds")."""
+    return settle_leases() + [f"{order_id}: handed out again" for order_id in sweep_orders()]
 
 
 def reconcile_orders() -> list[str]:
