@@ -39,6 +39,16 @@ API (everything else is private):
 - ``clear_injections()``; ``received`` (a copy of every request, in arrival order, as
   ``ReceivedRequest(method, path, query, headers, body)`` with ``body`` parsed JSON or text);
   ``count(method=None, path=None)``; ``orders`` (a copy of the stored orders by client_order_id).
+- ``executions(client_order_id=None)``: how many POSTs were executed (stored, filled) per
+  client_order_id (a refused duplicate is not one); ``positions``: units held by symbol.
+- ``listen(label)`` → the URL of one more listener on 127.0.0.1 serving the same broker, whose
+  requests are labelled ``label``; ``pause_listener(label)`` stops accepting on it (connections
+  wait in the kernel's backlog, unread), ``close_listener(label)`` closes it (a waiting
+  connection is dropped unread). ``exchanges``: every request as ``Exchange(label, method,
+  path, client_order_id, received_at, answered_at)`` (aware UTC; ``answered_at`` None until the
+  answer is written). ``on_request(hook)``: ``hook(stage, exchange)`` is called in the server
+  thread with stage ``"received"`` before the request is handled (it may block, bounded by its
+  own code) and ``"answered"`` after the answer is written; ``None`` removes it.
 
 Routes: ``POST /v2/orders`` (market orders fill at once at the symbol's price; 422 ``{"code":
 40010001, "message": "client_order_id must be unique"}`` on a duplicate; 422 for an invalid order
@@ -83,6 +93,18 @@ class ReceivedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+
+
+@dataclass
+class Exchange:
+    """One request and when it arrived and was answered, labelled by its listener."""
+
+    label: str
+    method: str
+    path: str
+    client_order_id: str
+    received_at: datetime
+    answered_at: datetime | None = None
 
 
 @dataclass
@@ -134,6 +156,10 @@ class FakeBroker:
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._executions: dict[str, int] = {}
+        self._exchanges: list[Exchange] = []
+        self._listeners: dict[str, tuple[_Server, threading.Thread]] = {}
+        self._hook: Callable[[str, Exchange], None] | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
 
@@ -156,6 +182,8 @@ class FakeBroker:
     def stop(self) -> None:
         """Stop serving and close the socket; delayed requests are released at once."""
         self._stopping.set()
+        for label in list(self._listeners):
+            self.close_listener(label)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -177,6 +205,45 @@ class FakeBroker:
             raise RuntimeError("FakeBroker not started")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def listen(self, label: str) -> str:
+        """One more listener serving this broker, its requests labelled ``label``; its URL."""
+        if not label or label in self._listeners:
+            raise ValueError(f"listener label {label!r} is empty or taken")
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.broker = self
+        server.label = label
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-broker-{label}",
+            daemon=True,
+        )
+        thread.start()
+        self._listeners[label] = (server, thread)
+        host, port = server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def pause_listener(self, label: str) -> None:
+        """Stop accepting on ``label``'s listener: new connections wait unread in the backlog."""
+        server, thread = self._listeners[label]
+        server.shutdown()
+        thread.join(timeout=5)
+
+    def close_listener(self, label: str) -> None:
+        """Close ``label``'s listener; connections waiting in its backlog are dropped unread."""
+        entry = self._listeners.pop(label, None)
+        if entry is None:
+            return
+        server, thread = entry
+        if thread.is_alive():
+            server.shutdown()
+            thread.join(timeout=5)
+        server.server_close()
+
+    def on_request(self, hook: Callable[[str, Exchange], None] | None) -> None:
+        """Call ``hook(stage, exchange)`` around every request (see the module docstring)."""
+        self._hook = hook
 
     # Set-up and inspection -----------------------------------------------------------------
 
@@ -264,6 +331,25 @@ class FakeBroker:
         with self._lock:
             return {key: dict(value) for key, value in self._orders.items()}
 
+    def executions(self, client_order_id: str | None = None) -> int | dict[str, int]:
+        """POSTs executed (stored) for ``client_order_id``, or all of them by client_order_id."""
+        with self._lock:
+            if client_order_id is not None:
+                return self._executions.get(client_order_id, 0)
+            return dict(self._executions)
+
+    @property
+    def positions(self) -> dict[str, Decimal]:
+        """Units held by symbol."""
+        with self._lock:
+            return {symbol: units for symbol, (units, _) in self._positions.items()}
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Every request with its listener's label and its times, oldest first (copies)."""
+        with self._lock:
+            return [Exchange(**vars(item)) for item in self._exchanges]
+
     # Request handling (called from server threads) ----------------------------------------
 
     def _record(self, request: ReceivedRequest) -> _Behaviour | None:
@@ -277,6 +363,31 @@ class FakeBroker:
                             self._behaviours.remove(behaviour)
                     return behaviour
         return None
+
+    def _exchange(self, label: str, request: ReceivedRequest) -> Exchange:
+        body = request.body if isinstance(request.body, dict) else {}
+        exchange = Exchange(
+            label=label,
+            method=request.method,
+            path=request.path,
+            client_order_id=str(
+                body.get("client_order_id") or request.query.get("client_order_id") or ""
+            ),
+            received_at=self._clock(),
+        )
+        with self._lock:
+            self._exchanges.append(exchange)
+        hook = self._hook
+        if hook is not None:
+            hook("received", exchange)
+        return exchange
+
+    def _answered(self, exchange: Exchange) -> None:
+        with self._lock:
+            exchange.answered_at = self._clock()
+        hook = self._hook
+        if hook is not None:
+            hook("answered", exchange)
 
     def _handle(
         self, request: ReceivedRequest, forced: _Behaviour | None, raw_body: bytes
@@ -381,6 +492,7 @@ class FakeBroker:
                 "extended_hours": False,
             }
             self._orders[client_order_id] = stored
+            self._executions[client_order_id] = self._executions.get(client_order_id, 0) + 1
             if filled > 0:
                 self._book_fill(symbol, side, filled, price)
             return _Reply(200, dict(stored))
@@ -458,6 +570,7 @@ class FakeBroker:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     broker: FakeBroker
+    label = ""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out and hung up is expected here, not an error worth a traceback.
@@ -502,6 +615,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         behaviour = broker._record(request)
+        exchange = broker._exchange(self.server.label, request)
 
         delayed = behaviour is not None and behaviour.kind == "delay"
         if delayed and broker._stopping.wait(behaviour.seconds):
@@ -522,6 +636,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             reply = _Reply(behaviour.status, f"{behaviour.status} upstream failure")
         self._send(reply)
+        broker._answered(exchange)
 
     def _send(self, reply: _Reply) -> None:
         if isinstance(reply.body, dict | list):
