@@ -1,25 +1,31 @@
 """Admin of the decision audit trail: recommendations and decision records, read-only.
 
-A decision's change page answers "why" without reading code: the checks in the order they ran,
-the sizing waterfall, the pool as the engine saw it, and the raw trace.
+A decision's change page answers "why" without reading code: the chain from the recommendation
+to the commitment as one strip of links, the checks in the order they ran, the sizing waterfall
+as a table and a bar chart (``project/charts.py``), the pool as the engine saw it, and the raw
+trace.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from decisions.models import DecisionRecord, Recommendation
-from execution.models import Order
+from execution.models import Order, RiskEvaluation
+from portfolio.models import Fill
+from project import charts
 from project.admin_tools import (
     EMPTY,
     ExactSearchMixin,
     LargeTableAdminMixin,
     ReadOnlyAuditAdmin,
     admin_link,
+    change_url,
     changelist_link,
     format_eastern,
     html_table,
@@ -79,7 +85,52 @@ def render_waterfall(sizing: Any) -> SafeString:
             )
         )
     table = html_table(WATERFALL_HEADERS, rows, empty="No sizing steps recorded")
-    return format_html("{}{}", summary, table)
+    chart = render_waterfall_chart(sizing.get("waterfall") or [])
+    return format_html(
+        '{}<div class="waterfall"><div class="waterfall-chart">{}</div>'
+        '<div class="waterfall-table">{}</div></div>',
+        summary,
+        chart,
+        table,
+    )
+
+
+def _amount(value: Any) -> float | None:
+    """A trace amount (a string of a Decimal) as a float, None when it is not a number."""
+    try:
+        return float(Decimal(str(value)))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def waterfall_bars(steps: list[Any]) -> list[charts.Bar]:
+    """The sizing waterfall as bars, the amount after each step: a step that cut the amount is
+    ``cut``, one that left nothing ``zero``, the last one ``final``."""
+    valid = [s for s in steps if isinstance(s, dict) and _amount(s.get("after")) is not None]
+    bars: list[charts.Bar] = []
+    for position, step in enumerate(valid, start=1):
+        after = _amount(step["after"])
+        before = _amount(step.get("before"))
+        style = "main"
+        if after <= 0:
+            style = "zero"
+        elif position == len(valid):
+            style = "final"
+        elif before is not None and after < before:
+            style = "cut"
+        label = str(step.get("step") or position)
+        bars.append(charts.Bar(label, after, style, plain(step.get("note"))))
+    return bars
+
+
+def render_waterfall_chart(steps: list[Any]) -> SafeString:
+    """The sizing waterfall drawn as a bar chart (server-rendered SVG)."""
+    bars = waterfall_bars(steps)
+    if not bars:
+        return mark_safe("")
+    return mark_safe(
+        charts.bar_chart("waterfall", "Dollar amount after each step", bars, width=380)
+    )
 
 
 def render_pool_summary(pool: Any) -> SafeString:
@@ -164,6 +215,7 @@ class DecisionRecordAdmin(LargeTableAdminMixin, ExactSearchMixin, ReadOnlyAuditA
     # unfiltered, newest-first page; the column headers still sort by time.
     ordering = ("-id",)
     fieldsets = (
+        ("From recommendation to commitment", {"fields": ("chain",)}),
         (
             "Decision",
             {
@@ -219,6 +271,82 @@ class DecisionRecordAdmin(LargeTableAdminMixin, ExactSearchMixin, ReadOnlyAuditA
         ("Raw trace", {"classes": ("collapse",), "fields": ("trace_json",)}),
     )
     readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
+
+    class Media:
+        css = {"all": ("portfolio/console.css",)}
+
+    @admin.display(description="chain")
+    def chain(self, obj: DecisionRecord) -> SafeString:
+        """recommendation → decision → order → risk evaluation → fill → commitment, as one
+        strip of links; a step not reached is shown greyed. Three queries (orders with their
+        commitments, risk evaluations, fills), whatever the number of each."""
+        orders = list(obj.orders.select_related("commitment").order_by("id"))
+        order_ids = [order.pk for order in orders]
+        evaluations = list(
+            RiskEvaluation.objects.filter(order_id__in=order_ids).order_by("id")
+            if order_ids
+            else []
+        )
+        fills = list(
+            Fill.objects.filter(order_id__in=order_ids).order_by("id") if order_ids else []
+        )
+        commitments = {o.commitment_id: o.commitment for o in orders if o.commitment_id}
+        steps = [
+            ("recommendation", [(change_url(obj.recommendation), obj.recommendation_id)]),
+            (
+                "decision",
+                [
+                    (
+                        change_url(obj),
+                        f"{obj.outcome}{f' ({obj.skip_reason})' if obj.skip_reason else ''}",
+                    )
+                ],
+            ),
+            ("order", [(change_url(o), f"#{o.pk} {o.side} {o.status}") for o in orders]),
+            (
+                "risk evaluation",
+                [
+                    (change_url(e), f"#{e.order_id} {'passed' if e.passed else 'refused'}")
+                    for e in evaluations
+                ],
+            ),
+            ("fill", [(change_url(f), f"{f.side} {f.units} @ {f.value}") for f in fills]),
+            (
+                "commitment",
+                [
+                    (change_url(c), f"{c.entity_id} {c.status}")
+                    for _, c in sorted(commitments.items())
+                ],
+            ),
+        ]
+        items = []
+        for kind, links in steps:
+            if links:
+                body = format_html_join(
+                    " ",
+                    '<a class="chain-step" href="{}">{}</a>',
+                    ((u, label) for u, label in links),
+                )
+                items.append(
+                    format_html(
+                        '<li data-step="{}"><span class="chain-kind">{}</span>{}</li>',
+                        kind,
+                        kind,
+                        body,
+                    )
+                )
+            else:
+                items.append(
+                    format_html(
+                        '<li data-step="{}"><span class="chain-step missing">'
+                        '<span class="chain-kind">{}</span>none</span></li>',
+                        kind,
+                        kind,
+                    )
+                )
+        return format_html(
+            '<ol class="decision-chain">{}</ol>', format_html_join("", "{}", ((i,) for i in items))
+        )
 
     @admin.display(description="evaluated at (New York)", ordering="evaluated_at")
     def evaluated_at_eastern(self, obj: DecisionRecord) -> str:

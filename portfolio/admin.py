@@ -9,6 +9,12 @@ and saving a configuration form. Each asks for a reason and leaves an ``Operator
 listed read-only under "Operator actions". A pool's cash, reserve balance, risk tier and halt are
 read-only in its form. The state panel reads the pool through the read model
 (``execution.selectors.pool_as_of``), as the engine does.
+
+The operator console lives here too: the pools overview (the first link of the admin index)
+and each pool's dashboard, with its charts (server-rendered SVG, ``project/charts.py``), its
+open commitments and their levels, why nothing was bought and its last events; the actions
+of a pool show a confirmation that repeats what will happen before they run. Each console page
+runs a fixed number of queries, whatever the number of decisions and orders.
 """
 
 from __future__ import annotations
@@ -16,27 +22,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
-from execution.models import Order
+from decisions.models import DecisionOutcome, DecisionRecord, SkipReason
+from execution.models import Order, OrderStatus
 from execution.selectors import pool_as_of
 from portfolio import actions
 from portfolio.actions import ActionResult
 from portfolio.config import ENGINE_CONFIG_FIELDS, POOL_RISK_FIELDS, TIER_FIELDS
 from portfolio.errors import ActionError
+from portfolio.heartbeat import DECISION_CYCLE, LOOPS
+from portfolio.market_calendar import get_market_calendar
 from portfolio.models import (
     BreakerType,
     CircuitBreakerEvent,
@@ -58,7 +70,11 @@ from portfolio.models import (
     TelemetryCounter,
 )
 from portfolio.selectors import PoolState, in_force
+from portfolio.valuation import PositionView
+from project import charts
 from project.admin_tools import (
+    EMPTY,
+    NEW_YORK,
     ExactSearchMixin,
     LargeTableAdminMixin,
     ReadOnlyAuditAdmin,
@@ -75,6 +91,9 @@ from project.admin_tools import (
 logger = logging.getLogger(__name__)
 
 VIA = "admin"
+
+# The admin index opens with the operator console's pools overview.
+admin.site.index_template = "admin/portfolio/console_index.html"
 
 #: The longest reason an action takes (``OperatorAction.reason``).
 REASON_MAX_LENGTH = OperatorAction._meta.get_field("reason").max_length
@@ -289,6 +308,538 @@ CLEAR_BREAKER = PoolAction(
 POOL_ACTIONS = (HALT, RESUME, SET_TIER, CLEAR_BREAKER)
 
 
+# --- the operator console ---------------------------------------------------------------------
+
+#: An order ``submitting`` for longer than this without an answer is stuck.
+STUCK_AFTER = timedelta(minutes=2)
+#: Sessions of pool snapshots drawn on the dashboard's charts.
+CHART_SESSIONS = 120
+#: Sessions of closes drawn on each commitment's price line.
+PRICE_SESSIONS = 30
+#: Rows of each "last …" table of the dashboard.
+RECENT_ROWS = 10
+#: A decision cycle older than this many polling intervals, the exchange open, is stale (as
+#: ``/healthz`` judges it).
+STALE_INTERVALS = 3
+#: The loops' short names on the console.
+LOOP_LABELS = {
+    DECISION_CYCLE: "decision cycle",
+    "risk_threshold_monitor": "monitor",
+    "performance_loop": "performance",
+    "risk_tier_scheduler": "tier scheduler",
+    "rebalancer": "rebalancer",
+}
+#: From this fraction of a limit (exposure cap, daily loss limit) on, the pool needs a look.
+NEAR_LIMIT = Decimal("0.8")
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One thing about a pool that needs an operator's look: ``level`` is ``alert`` (act now)
+    or ``warn`` (watch); ``text`` says it in words, so colour is never the only signal."""
+
+    level: str
+    text: str
+
+
+@dataclass(frozen=True)
+class LoopAge:
+    """The last run of one loop of a pool: None when it never ran."""
+
+    loop: str
+    finished_at: datetime | None
+    age: timedelta | None
+    stale: bool
+
+
+@dataclass(frozen=True)
+class OrderProblems:
+    """Orders of a pool whose outcome is ``unknown`` (reconcile) or that are stuck
+    ``submitting``."""
+
+    unknown: int = 0
+    stuck: int = 0
+
+
+@dataclass(frozen=True)
+class PoolGlance:
+    """A pool at a glance: the read model's state, the limits it is measured against, its
+    order problems, its loops and what needs attention. ``state`` is None when the pool could
+    not be valued (the page still opens)."""
+
+    pool: Pool
+    state: PoolState | None
+    config: EngineConfig
+    problems: OrderProblems
+    loops: tuple[LoopAge, ...]
+    attention: tuple[Attention, ...]
+
+    @property
+    def daily_loss_limit(self) -> Decimal:
+        """``daily_loss_pct`` × the total value (currency)."""
+        return self.config.daily_loss_pct * self.state.total_value if self.state else ZERO
+
+    @property
+    def daily_loss_ratio(self) -> Decimal:
+        """The day's loss as a fraction of its limit (0 on a gaining day)."""
+        if self.state is None or self.daily_loss_limit <= 0:
+            return ZERO
+        return max(-self.state.daily_gain, ZERO) / self.daily_loss_limit
+
+    @property
+    def daily_change(self) -> Decimal | None:
+        """The day's gain as a fraction of the value at the previous close."""
+        if self.state is None:
+            return None
+        start = self.state.total_value - self.state.daily_gain
+        return self.state.daily_gain / start if start > 0 else None
+
+    @property
+    def reserve_fraction(self) -> Decimal | None:
+        """The reserve as a fraction of the total value."""
+        if self.state is None or self.state.total_value <= 0:
+            return None
+        return self.state.reserve_balance / self.state.total_value
+
+    @property
+    def level(self) -> str:
+        """``alert``, ``warn`` or ``ok``: the worst of ``attention``."""
+        levels = {item.level for item in self.attention}
+        return "alert" if "alert" in levels else "warn" if "warn" in levels else "ok"
+
+
+def order_problems(pool_ids: list[int], now: datetime) -> dict[int, OrderProblems]:
+    """Orders ``unknown`` and stuck ``submitting`` (for more than ``STUCK_AFTER``, or past an
+    expired lease where orders carry one), per pool. One query, served by the (pool, status)
+    index whatever the number of orders."""
+    cutoff = now - STUCK_AFTER
+    stuck = Q(status=OrderStatus.SUBMITTING) & (
+        Q(submitted_at__lt=cutoff) | Q(submitted_at__isnull=True, updated_at__lt=cutoff)
+    )
+    if "lease_expires_at" in {field.name for field in Order._meta.get_fields()}:
+        stuck |= Q(status=OrderStatus.SUBMITTING, lease_expires_at__lt=now)
+    unknown = Q(status=OrderStatus.UNKNOWN)
+    rows = (
+        Order.objects.filter(pool_id__in=pool_ids)
+        .filter(unknown | stuck)
+        .values("pool_id")
+        .annotate(unknown=Count("id", filter=unknown), stuck=Count("id", filter=stuck))
+        .order_by()
+    )
+    return {row["pool_id"]: OrderProblems(row["unknown"], row["stuck"]) for row in rows}
+
+
+def loop_ages(
+    pool_ids: list[int], configs: Mapping[int, EngineConfig], now: datetime, in_session: bool
+) -> dict[int, tuple[LoopAge, ...]]:
+    """The age of the last run of each loop of each pool (``LOOPS`` order; a loop that never
+    ran has no age). The decision cycle is stale past ``STALE_INTERVALS`` polling intervals
+    while the exchange is open. One query."""
+    finished: dict[int, dict[str, datetime]] = {pool_id: {} for pool_id in pool_ids}
+    for pool_id, loop, at in LoopRun.objects.filter(pool_id__in=pool_ids).values_list(
+        "pool_id", "loop", "last_finished_at"
+    ):
+        finished[pool_id][loop] = at
+    ages = {}
+    for pool_id, runs in finished.items():
+        config = configs.get(pool_id)
+        limit = timedelta(
+            seconds=STALE_INTERVALS * (config.polling_interval_seconds if config else 60)
+        )
+        rows = []
+        for loop in LOOPS:
+            at = runs.get(loop)
+            age = max(now - at, timedelta(0)) if at else None
+            stale = loop == DECISION_CYCLE and in_session and (age is None or age > limit)
+            rows.append(LoopAge(loop, at, age, stale))
+        ages[pool_id] = tuple(rows)
+    return ages
+
+
+def pool_attention(
+    state: PoolState | None,
+    config: EngineConfig,
+    problems: OrderProblems,
+    loops: tuple[LoopAge, ...],
+) -> tuple[Attention, ...]:
+    """What needs an operator's look, worst first, in words."""
+    items: list[Attention] = []
+    if state is None:
+        return (Attention("alert", "cannot be valued: see the logs"),)
+    if state.halted:
+        items.append(Attention("alert", f"halted: {state.halt_reason or 'no reason given'}"))
+    if state.breakers.pool_wide:
+        left = format_duration(state.breakers.until - state.now)
+        items.append(
+            Attention(
+                "alert", f"breaker in force: {', '.join(state.breakers.pool_wide)} ({left} left)"
+            )
+        )
+    if problems.unknown:
+        items.append(Attention("alert", f"{problems.unknown} order(s) unknown: reconcile"))
+    if problems.stuck:
+        items.append(Attention("alert", f"{problems.stuck} order(s) stuck submitting"))
+    limit = config.daily_loss_pct * state.total_value
+    loss = max(-state.daily_gain, ZERO)
+    if limit > 0 and loss >= limit:
+        items.append(Attention("alert", "daily loss at its limit"))
+    elif limit > 0 and loss >= NEAR_LIMIT * limit:
+        items.append(Attention("warn", "daily loss near its limit"))
+    if state.exposure_cap > 0 and state.exposure_ratio >= 1:
+        items.append(Attention("alert", "exposure above its cap"))
+    elif state.exposure_cap > 0 and state.exposure_ratio >= NEAR_LIMIT:
+        items.append(Attention("warn", "exposure near its cap"))
+    if state.breakers.entity_cooldowns:
+        items.append(
+            Attention("warn", f"{len(state.breakers.entity_cooldowns)} entity cooldown(s)")
+        )
+    for loop in loops:
+        if loop.stale:
+            items.append(Attention("warn", f"{LOOP_LABELS.get(loop.loop, loop.loop)} is late"))
+    if state.unvalued:
+        items.append(Attention("warn", f"no current value: {', '.join(state.unvalued)}"))
+    return tuple(items)
+
+
+def format_duration(value: timedelta | None) -> str:
+    """A duration as ``2 h 05 min``, ``4 min 10 s`` or ``12 s``."""
+    if value is None:
+        return EMPTY
+    seconds = max(int(value.total_seconds()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours >= 48:
+        return f"{hours // 24} d {hours % 24} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{seconds} s"
+
+
+def pool_glances(pools: list[Pool], now: datetime, **options: Any) -> list[PoolGlance]:
+    """Each pool at ``now`` through the read model. Three queries for all the pools (their
+    engine configurations, order problems, loop runs) and ``pool_as_of``'s handful per pool:
+    nothing grows with the number of decisions or orders."""
+    ids = [pool.pk for pool in pools]
+    configs = {config.pool_id: config for config in EngineConfig.objects.filter(pool_id__in=ids)}
+    problems = order_problems(ids, now)
+    ages = loop_ages(ids, configs, now, get_market_calendar(now).is_open(now))
+    glances = []
+    for pool in pools:
+        config = configs.get(pool.pk) or EngineConfig(pool=pool)
+        try:
+            state = pool_as_of(pool, now, config=config, **options)
+        except Exception:  # one pool that cannot be valued must not hide the others
+            logger.exception("console: could not value pool %s", pool.pk)
+            state = None
+        found = problems.get(pool.pk, OrderProblems())
+        glances.append(
+            PoolGlance(
+                pool,
+                state,
+                config,
+                found,
+                ages[pool.pk],
+                pool_attention(state, config, found, ages[pool.pk]),
+            )
+        )
+    return glances
+
+
+def meter(ratio: Decimal | None, text: str, *, warn: Decimal = NEAR_LIMIT) -> SafeString:
+    """A small horizontal meter of ``ratio`` (a fraction of a limit) with its text beside it;
+    ``warn`` and ``alert`` classes from ``NEAR_LIMIT`` and 1, and the words carry the same."""
+    if ratio is None:
+        return format_html("{}", text)
+    level = "alert" if ratio >= 1 else "warn" if ratio >= warn else "ok"
+    width = min(max(float(ratio), 0.0), 1.0) * 100
+    return format_html(
+        '<span class="console-meter meter-{}" title="{}"><span style="width:{}%"></span></span> {}',
+        level,
+        f"{float(ratio) * 100:.0f} % of the limit",
+        f"{width:.0f}",
+        text,
+    )
+
+
+def glance_cells(glance: PoolGlance) -> dict[str, Any]:
+    """The overview's cells of one pool, formatted."""
+    state = glance.state
+    cells: dict[str, Any] = {
+        "glance": glance,
+        "dashboard_url": reverse("admin:portfolio_pool_dashboard", args=[glance.pool.pk]),
+        "mode": glance.pool.get_mode_display(),
+        "tier": RiskTier(glance.pool.risk_tier).label,
+        "problems": glance.problems,
+        "loops": [
+            (LOOP_LABELS.get(loop.loop, loop.loop), format_duration(loop.age), loop.stale)
+            for loop in glance.loops
+        ],
+    }
+    if state is None:
+        return cells
+    change = glance.daily_change
+    cells.update(
+        {
+            "breakers": [
+                (
+                    e.type + (f" {e.entity}" if e.entity else ""),
+                    format_duration(e.expires_at - state.now),
+                )
+                for e in state.breakers.events
+            ],
+            "value": format_money(state.total_value),
+            "change": (
+                f"{'+' if state.daily_gain >= 0 else ''}{format_money(state.daily_gain)}"
+                + (
+                    f" ({'+' if change >= 0 else ''}{format_fraction(change)})"
+                    if change is not None
+                    else ""
+                )
+            ),
+            "change_sign": "up" if state.daily_gain > 0 else "down" if state.daily_gain < 0 else "",
+            "reserve": (
+                f"{format_money(state.reserve_balance)} "
+                f"({format_fraction(glance.reserve_fraction)})"
+            ),
+            "exposure": meter(
+                state.exposure_ratio if state.exposure_cap > 0 else None,
+                f"{format_money(state.pool_exposure)} of {format_money(state.exposure_cap)}",
+            ),
+            "daily_loss": meter(
+                glance.daily_loss_ratio,
+                f"{format_money(max(-state.daily_gain, ZERO))} of "
+                f"{format_money(glance.daily_loss_limit)}",
+            ),
+            "commitments": len(state.positions),
+        }
+    )
+    return cells
+
+
+@dataclass(frozen=True)
+class LevelDistance:
+    """How far the current value is from a level: a fraction of the current value and a
+    number of ATRs (None without an ATR); positive while the level is not reached."""
+
+    level: Decimal
+    fraction: Decimal
+    atrs: Decimal | None
+
+    @property
+    def reached(self) -> bool:
+        return self.fraction <= 0
+
+    @property
+    def text(self) -> str:
+        """``4.2 % · 1.85 ATR``."""
+        atrs = f" · {self.atrs:.2f} ATR" if self.atrs is not None else ""
+        return f"{self.fraction * 100:.1f} %{atrs}"
+
+
+def level_distance(
+    current: Decimal | None, level: Decimal | None, atr: Decimal | None, *, above: bool
+) -> LevelDistance | None:
+    """The distance from ``current`` to ``level``, counted positive while the value has not
+    reached it (a gain target ``above`` the value, a risk threshold below it)."""
+    if current is None or level is None or current <= 0:
+        return None
+    gap = level - current if above else current - level
+    return LevelDistance(level, gap / current, gap / atr if atr else None)
+
+
+@dataclass(frozen=True)
+class CommitmentView:
+    """An open commitment on the dashboard, with its distances and its price line."""
+
+    position: PositionView
+    to_threshold: LevelDistance | None
+    to_target: LevelDistance | None
+    price_line: SafeString
+
+
+def commitment_views(state: PoolState) -> list[CommitmentView]:
+    """The open commitments with the distance to each level and a price line of the last
+    ``PRICE_SESSIONS`` closes with entry, risk threshold and gain target drawn on it."""
+    views = []
+    for p in sorted(state.positions, key=lambda p: p.symbol):
+        closes: list[float | None] = [
+            float(close) for _, _, close in state.market.bars.get(p.symbol, [])[-PRICE_SESSIONS:]
+        ]
+        if p.current_value is not None:
+            closes.append(float(p.current_value))
+        levels = [charts.Level("entry", float(p.entry_value), "muted")]
+        if p.risk_threshold is not None:
+            levels.append(charts.Level("risk threshold", float(p.risk_threshold), "alert"))
+        if p.gain_target is not None:
+            levels.append(charts.Level("gain target", float(p.gain_target), "good"))
+        views.append(
+            CommitmentView(
+                p,
+                level_distance(p.current_value, p.risk_threshold, p.atr, above=False),
+                level_distance(p.current_value, p.gain_target, p.atr, above=True),
+                mark_safe(charts.price_line(p.symbol, closes, levels)),
+            )
+        )
+    return views
+
+
+def pool_charts(
+    snapshots: list[PoolSnapshot], config: EngineConfig, heat: Mapping[str, Decimal]
+) -> list[SafeString]:
+    """The four charts of a pool over its snapshots (oldest first): value and its high-water
+    line; the decline from that peak against the tier-downgrade and emergency lines; the
+    reserve as a fraction of the value against the 20 % / 30 % marks; the exposure against its
+    cap (the tier's ``max_portfolio_heat`` × the active pool of each session)."""
+    labels = [snapshot.session.isoformat() for snapshot in snapshots]
+    values = [float(s.total_value) for s in snapshots]
+    reserve = [
+        float(s.reserve_balance / s.total_value) if s.total_value > 0 else None for s in snapshots
+    ]
+    cap = [float(heat.get(s.risk_tier, ZERO) * s.active_pool) for s in snapshots]
+
+    def percent(value: float) -> str:
+        return f"{value * 100:.0f} %"
+
+    return [
+        mark_safe(
+            charts.line_chart(
+                "value",
+                "Pool value",
+                labels,
+                [
+                    charts.Series("value", tuple(values)),
+                    charts.Series("high-water", tuple(charts.running_max(values)), "muted", True),
+                ],
+            )
+        ),
+        mark_safe(
+            charts.line_chart(
+                "decline",
+                "Decline from peak",
+                labels,
+                [charts.Series("decline", tuple(charts.decline_from_peak(values)), "alert")],
+                levels=[
+                    charts.Level(
+                        f"tier downgrade {percent(float(config.tier_downgrade_drawdown))}",
+                        float(config.tier_downgrade_drawdown),
+                        "warn",
+                    ),
+                    charts.Level(
+                        f"emergency {percent(float(config.emergency_drawdown_pct))}",
+                        float(config.emergency_drawdown_pct),
+                        "alert",
+                    ),
+                ],
+                y_format=percent,
+                floor=0.0,
+            )
+        ),
+        mark_safe(
+            charts.line_chart(
+                "reserve",
+                "Reserve / value",
+                labels,
+                [charts.Series("reserve", tuple(reserve), "good")],
+                levels=[
+                    charts.Level(
+                        f"{percent(float(config.tier_upgrade_reserve_pct))} tier upgrade",
+                        float(config.tier_upgrade_reserve_pct),
+                        "muted",
+                    ),
+                    charts.Level(
+                        f"{percent(float(config.high_water_pct))} high water",
+                        float(config.high_water_pct),
+                        "warn",
+                    ),
+                ],
+                y_format=percent,
+                floor=0.0,
+            )
+        ),
+        mark_safe(
+            charts.line_chart(
+                "exposure",
+                "Exposure",
+                labels,
+                [
+                    charts.Series("exposure", tuple(float(s.pool_exposure) for s in snapshots)),
+                    charts.Series("cap", tuple(cap), "alert", True),
+                ],
+                floor=0.0,
+            )
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class SkipCount:
+    """How often one skip reason stopped the pool's decisions in a period, with the link to
+    those decisions."""
+
+    reason: str
+    label: str
+    decisions: int
+    evaluations: int
+    url: str
+
+
+def skip_counts(pool: Pool, start: datetime, end: datetime | None) -> list[SkipCount]:
+    """The skip reasons of the pool's decisions evaluated in [start, end), most frequent first,
+    each with the link to the filtered decision list. One query over the period's decisions
+    (the (pool, evaluated_at) index), never a count of the whole table."""
+    rows = DecisionRecord.objects.filter(
+        pool=pool, outcome=DecisionOutcome.SKIP, evaluated_at__gte=start
+    )
+    if end is not None:
+        rows = rows.filter(evaluated_at__lt=end)
+    counted = (
+        rows.values("skip_reason")
+        .annotate(decisions=Count("id"), evaluations=Sum("evaluations"))
+        .order_by("-decisions", "skip_reason")
+    )
+    labels = dict(SkipReason.choices)
+    base = reverse("admin:decisions_decisionrecord_changelist")
+    out = []
+    for row in counted:
+        query = {
+            "pool__id__exact": pool.pk,
+            "outcome__exact": DecisionOutcome.SKIP,
+            "skip_reason__exact": row["skip_reason"],
+            "evaluated_at__gte": start.astimezone(NEW_YORK).isoformat(sep=" "),
+        }
+        if end is not None:
+            query["evaluated_at__lt"] = end.astimezone(NEW_YORK).isoformat(sep=" ")
+        out.append(
+            SkipCount(
+                row["skip_reason"],
+                labels.get(row["skip_reason"], row["skip_reason"]),
+                row["decisions"],
+                row["evaluations"] or 0,
+                f"{base}?{urlencode({k: str(v) for k, v in query.items()})}",
+            )
+        )
+    return out
+
+
+def last_session_bounds(pool: Pool) -> tuple[datetime, datetime] | None:
+    """The New York day of the pool's latest decision, as [midnight, next midnight): "the
+    last session" of the skip reasons. One query (the (pool, evaluated_at) index)."""
+    latest = (
+        DecisionRecord.objects.filter(pool=pool)
+        .order_by("-evaluated_at")
+        .values_list("evaluated_at", flat=True)
+        .first()
+    )
+    if latest is None:
+        return None
+    day = latest.astimezone(NEW_YORK).date()
+    start = datetime.combine(day, datetime.min.time(), tzinfo=NEW_YORK)
+    return start, datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=NEW_YORK)
+
+
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
     """Pools: name, mode and adapter are editable; money, tier and the halt are not. Halt,
@@ -296,9 +847,12 @@ class PoolAdmin(admin.ModelAdmin):
 
     change_form_template = "admin/portfolio/pool/change_form.html"
     action_form_template = "admin/portfolio/pool/action_form.html"
+    overview_template = "admin/portfolio/pool/overview.html"
+    dashboard_template = "admin/portfolio/pool/dashboard.html"
 
     list_display = (
         "name",
+        "dashboard_link",
         "mode",
         "adapter",
         "risk_tier",
@@ -388,8 +942,6 @@ class PoolAdmin(admin.ModelAdmin):
 
     @admin.display(description="audit trail")
     def related_links(self, obj: Pool) -> SafeString:
-        from decisions.models import DecisionRecord
-
         links = [
             changelist_link(DecisionRecord, {"pool__id__exact": obj.pk}, "decisions"),
             changelist_link(Order, {"pool__id__exact": obj.pk}, "orders"),
@@ -415,16 +967,125 @@ class PoolAdmin(admin.ModelAdmin):
         """The operator actions (``<id>/halt/``, ``<id>/resume/``, ``<id>/set-tier/``,
         ``<id>/clear-breaker/``), ahead of the admin's ``<id>/`` catch-all."""
         opts = self.opts
+        prefix = f"{opts.app_label}_{opts.model_name}"
         pool_actions = [
             path(
                 f"<path:object_id>/{action.name.replace('_', '-')}/",
                 self.admin_site.admin_view(self.pool_action_view),
                 {"action_name": action.name},
-                name=f"{opts.app_label}_{opts.model_name}_{action.name}",
+                name=f"{prefix}_{action.name}",
             )
             for action in POOL_ACTIONS
         ]
-        return pool_actions + super().get_urls()
+        console = [
+            path(
+                "overview/",
+                self.admin_site.admin_view(self.overview_view),
+                name=f"{prefix}_overview",
+            ),
+            path(
+                "<path:object_id>/dashboard/",
+                self.admin_site.admin_view(self.dashboard_view),
+                name=f"{prefix}_dashboard",
+            ),
+        ]
+        return console + pool_actions + super().get_urls()
+
+    # --- the operator console -----------------------------------------------------------------
+
+    @admin.display(description="dashboard")
+    def dashboard_link(self, obj: Pool) -> str:
+        url = reverse("admin:portfolio_pool_dashboard", args=[obj.pk])
+        return format_html('<a href="{}">dashboard</a>', url)
+
+    def console_context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+        request.current_app = self.admin_site.name
+        return {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.opts,
+            "media": self.media,
+            # The console needs the page's full width for its tables and charts.
+            "is_nav_sidebar_enabled": False,
+        }
+
+    def overview_view(self, request: HttpRequest) -> HttpResponse:
+        """Every pool at a glance (``pool_glances``), those that need attention first. Needs
+        the view permission on pools."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        now = timezone.now()
+        glances = pool_glances(list(Pool.objects.order_by("name")), now)
+        order = {"alert": 0, "warn": 1, "ok": 2}
+        glances.sort(key=lambda g: (order[g.level], g.pool.name))
+        context = {
+            **self.console_context(request, "Pools overview"),
+            "rows": [glance_cells(glance) for glance in glances],
+            "now": now,
+            "can_change": self.has_change_permission(request),
+        }
+        return TemplateResponse(request, self.overview_template, context)
+
+    def dashboard_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """One pool's dashboard: its state and what needs attention, its charts over the
+        snapshots, its open commitments with their levels, why nothing was bought, its last
+        orders, breaker and tier events and operator actions, and its actions. A fixed number
+        of queries, whatever the number of decisions and orders (``tests/test_console_pages.py``).
+        """
+        pool = self.get_object(request, unquote(object_id))
+        if pool is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, pool):
+            raise PermissionDenied
+        now = timezone.now()
+        (glance,) = pool_glances([pool], now, sessions=PRICE_SESSIONS)
+        snapshots = list(
+            PoolSnapshot.objects.filter(pool=pool).order_by("-session", "-id")[:CHART_SESSIONS]
+        )[::-1]
+        heat = dict(RiskTierConfig.objects.values_list("name", "max_portfolio_heat"))
+        last_session = last_session_bounds(pool)
+        context = {
+            **self.console_context(request, f"Pool {pool.name}"),
+            "original": pool,
+            "glance": glance,
+            "cells": glance_cells(glance),
+            "state": glance.state,
+            "state_panel": render_pool_state(glance.state) if glance.state else None,
+            "now": now,
+            "charts": pool_charts(snapshots, glance.config, heat),
+            "snapshot_count": len(snapshots),
+            "commitments": commitment_views(glance.state) if glance.state else [],
+            "breakers": glance.state.breakers.events if glance.state else (),
+            "last_session": last_session[0].date() if last_session else None,
+            "skips_last_session": skip_counts(pool, *last_session) if last_session else [],
+            "skips_30_days": skip_counts(pool, now - timedelta(days=30), None),
+            "orders": list(
+                Order.objects.filter(pool=pool)
+                .select_related("entity")
+                .order_by("-created_at", "-id")[:RECENT_ROWS]
+            ),
+            "breaker_events": list(
+                CircuitBreakerEvent.objects.filter(pool=pool)
+                .select_related("entity")
+                .order_by("-triggered_at", "-id")[:RECENT_ROWS]
+            ),
+            "tier_events": list(
+                RiskTierHistory.objects.filter(pool=pool).order_by("-changed_at", "-id")[
+                    :RECENT_ROWS
+                ]
+            ),
+            "operator_actions": list(
+                OperatorAction.objects.filter(pool=pool).order_by("-created_at", "-id")[
+                    :RECENT_ROWS
+                ]
+            ),
+            "ledger": list(
+                ReserveLedgerEntry.objects.filter(pool=pool).order_by("-created_at", "-id")[:5]
+            ),
+            "can_change": self.has_change_permission(request, pool),
+            "links": self.related_links(pool),
+        }
+        return TemplateResponse(request, self.dashboard_template, context)
 
     def pool_action_view(
         self, request: HttpRequest, object_id: str, action_name: str
@@ -446,9 +1107,17 @@ class PoolAdmin(admin.ModelAdmin):
         form_kwargs: dict[str, Any] = {}
         if action is CLEAR_BREAKER:
             form_kwargs["choices"] = breaker_choices(pool, now)
+        back = request.POST.get("_return") or request.GET.get("return") or ""
         if request.method == "POST":
             form = action.form_class(request.POST, **form_kwargs)
-            if form.is_valid():
+            if form.is_valid() and "_preview" in request.POST:
+                confirmation = self.describe_action(
+                    action, pool, form, request.user.get_username(), form_kwargs
+                )
+                return self.render_action_form(
+                    request, pool, action, form, form_kwargs, confirmation=confirmation
+                )
+            if form.is_valid() and "_edit" not in request.POST:
                 apply = self.action_appliers()[action.name]
                 try:
                     with transaction.atomic():
@@ -460,6 +1129,10 @@ class PoolAdmin(admin.ModelAdmin):
                 else:
                     if outcome.changed:
                         messages.success(request, outcome.message)
+                        if back == "dashboard":
+                            return HttpResponseRedirect(
+                                reverse("admin:portfolio_pool_dashboard", args=[pool.pk])
+                            )
                         return HttpResponseRedirect(change_url(pool))
                     form.add_error(None, outcome.message)
         else:
@@ -467,6 +1140,43 @@ class PoolAdmin(admin.ModelAdmin):
                 initial=self.action_initial(action, pool, form_kwargs), **form_kwargs
             )
         return self.render_action_form(request, pool, action, form, form_kwargs)
+
+    def describe_action(
+        self,
+        action: PoolAction,
+        pool: Pool,
+        form: forms.Form,
+        actor: str,
+        form_kwargs: dict[str, Any],
+    ) -> list[tuple[str, str]]:
+        """What a valid form will do, repeated on the confirmation page before anything
+        changes: (label, text) pairs. No query beyond the pool the view already holds."""
+        reason = form.cleaned_data["reason"]
+        lines: list[tuple[str, str]] = [("Pool", pool.name)]
+        if action is HALT:
+            lines += [
+                ("Halted", f"{'yes' if pool.halted else 'no'} → yes"),
+                ("Halt reason on the pool", f"{reason} ({actor})"),
+            ]
+        elif action is RESUME:
+            lines += [
+                ("Halted", f"{'yes' if pool.halted else 'no'} → no"),
+                ("Halt reason lifted", pool.halt_reason or EMPTY),
+            ]
+        elif action is SET_TIER:
+            new = form.cleaned_data["tier"]
+            lines.append(("Risk tier", f"{RiskTier(pool.risk_tier).label} → {RiskTier(new).label}"))
+        elif action is CLEAR_BREAKER:
+            chosen = dict(form_kwargs["choices"]).get(form.cleaned_data["breaker"])
+            lines.append(
+                ("Breaker ended now", chosen or f"{form.cleaned_data['breaker']} (not in force)")
+            )
+        lines += [
+            ("What follows", action.intro),
+            ("Recorded", f"an operator action by {actor}, through the admin, with the reason"),
+            ("Reason", reason),
+        ]
+        return lines
 
     def action_initial(
         self, action: PoolAction, pool: Pool, form_kwargs: dict[str, Any]
@@ -485,9 +1195,14 @@ class PoolAdmin(admin.ModelAdmin):
         action: PoolAction,
         form: forms.Form,
         form_kwargs: dict[str, Any],
+        *,
+        confirmation: list[tuple[str, str]] | None = None,
     ) -> TemplateResponse:
-        """The action's page: the pool's state panel (as on its change page) and the form."""
+        """The action's page: the pool's state panel (as on its change page) and the form,
+        or, with ``confirmation``, what the action will do and the button that does it."""
         context = {
+            "confirmation": confirmation,
+            "return_to": request.POST.get("_return") or request.GET.get("return") or "",
             **self.admin_site.each_context(request),
             "title": f"{action.label}: {pool.name}",
             "opts": self.opts,
