@@ -22,7 +22,6 @@ from decimal import Decimal
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.wsgi import get_wsgi_application
 from django.db import connection, connections, transaction
 from django.utils import timezone
@@ -31,7 +30,7 @@ from rest_framework.authtoken.models import Token
 from decisions.models import Recommendation
 from portfolio.actions import create_pool
 from portfolio.models import Entity
-from project.api.roles import INGEST
+from project.api.roles import INGEST, role_group
 
 URL_PATH = "/api/v1/recommendations/"
 
@@ -156,7 +155,7 @@ def bench_ingest(spec: IngestSpec, progress: Callable[[str], None]) -> dict:
         reason="benchmark pool",
     )
     user = get_user_model().objects.create_user("bench-ingest")
-    user.groups.add(Group.objects.get(name=INGEST))
+    user.groups.add(role_group(INGEST))
     token = Token.objects.create(user=user).key
     rows = _rows(spec, symbols, now, rng)
     bodies = [

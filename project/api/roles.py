@@ -19,6 +19,16 @@ INGEST = "ingest"
 ROLES = (VIEWER, OPERATOR, INGEST)
 
 
+def role_group(role: str):
+    """The group of ``role`` (created by migration; recreated if a database flush removed it)."""
+    from django.contrib.auth.models import Group
+
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    group, _ = Group.objects.get_or_create(name=role)
+    return group
+
+
 def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
     """The roles ``user`` holds (memoised on the user object for the request)."""
     if not user or not user.is_authenticated:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_q.brokers import get_broker
@@ -15,13 +14,13 @@ from django_q.status import Stat, Status
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from project.api.roles import INGEST, OPERATOR, VIEWER
+from project.api.roles import INGEST, OPERATOR, VIEWER, role_group
 
 
 def client_for(username: str, *roles: str) -> APIClient:
     user = get_user_model().objects.create_user(username)
     for role in roles:
-        user.groups.add(Group.objects.get(name=role))
+        user.groups.add(role_group(role))
     token = Token.objects.create(user=user)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from project.api.roles import ROLES
+from project.api.roles import ROLES, role_group
 
 
 class Command(BaseCommand):
@@ -33,7 +32,7 @@ class Command(BaseCommand):
             if created:
                 user.set_unusable_password()
                 user.save(update_fields=["password"])
-            group = Group.objects.get(name=options["role"])
+            group = role_group(options["role"])
             user.groups.add(group)
             if options["rotate"]:
                 Token.objects.filter(user=user).delete()
