@@ -42,7 +42,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from execution.adapters import (
@@ -60,11 +60,11 @@ from execution.models import (
     RiskEvaluation,
 )
 from execution.risk import OrderRiskInput, PoolRiskLimits, evaluate_order
-from execution.selectors import pool_as_of
 from portfolio.books import book_fill
 from portfolio.market_calendar import get_market_calendar
 from portfolio.models import AdapterKind, Pool
 from portfolio.selectors import (
+    account_as_of,
     get_engine_config,
     get_pool_risk_config,
     latest_value,
@@ -205,17 +205,27 @@ def claim_order(
     order_id: int, now: datetime, owner: str
 ) -> tuple[Order, OrderRequest, datetime] | ProcessResult:
     """Claim a ``queued`` order for ``owner``; returns the order, its request and the time
-    beyond which its lease is never renewed (the claim plus the task timeout)."""
+    beyond which its lease is never renewed (the claim plus the task timeout).
+
+    Queries, whatever the size of the pool: the order with its entity, the pool with its
+    ``PoolRiskConfig``, the gate's input (``_risk_input``: five), the evaluation and the
+    order's update: nine, in one transaction. Only the order and pool rows are locked
+    (``of=("self",)``), not the rows read with them."""
     with transaction.atomic():
         order = (
-            Order.objects.select_for_update(skip_locked=True)
+            Order.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("entity")
             .filter(pk=order_id, status=OrderStatus.QUEUED)
             .first()
         )
         if order is None:
             current = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
             return ProcessResult(order_id, current or "missing", "not claimable")
-        pool = Pool.objects.select_for_update().get(pk=order.pool_id)
+        pool = (
+            Pool.objects.select_for_update(of=("self",))
+            .select_related("risk_config")
+            .get(pk=order.pool_id)
+        )
         order.pool = pool
         expected = derive_idempotency_key(
             order.entity_id, order.action, order.quantity, order.reference
@@ -278,14 +288,18 @@ def claim_order(
 
 
 def _limits(pool: Pool) -> PoolRiskLimits:
+    """The gate's limits; no query when ``pool`` was read with its ``risk_config``."""
     return rule_config(PoolRiskLimits, get_pool_risk_config(pool))
 
 
 def _risk_input(order: Order, pool: Pool, now: datetime) -> OrderRiskInput:
     """The account and trading state for the risk evaluation, from the read model as of
-    ``now``: the halt of the locked ``pool`` row, the breakers in force (an expired or cleared
-    one is not), the entity's cooldown. A fixed handful of queries."""
-    state = pool_as_of(pool, now, extra_symbols={order.entity_id})
+    ``now`` (``account_as_of``: the gate reads neither the tier nor the pending orders): the
+    halt of the locked ``pool`` row, the positions at their current values, the day's gain,
+    the breakers in force (an expired or cleared one is not), the entity's cooldown, and the
+    orders sent in the last minute. Five queries, whatever the size of the pool; ``order``
+    must carry its entity."""
+    state = account_as_of(pool, now)
     positions = state.positions
     sector = order.entity.sector
     held = state.held
@@ -298,7 +312,7 @@ def _risk_input(order: Order, pool: Pool, now: datetime) -> OrderRiskInput:
         estimated_value=order.estimated_value,
         opens_new_commitment=order.entity_id not in held,
         open_commitments=len(positions),
-        sector_value=sum((p.market_value for p in positions if p.sector == sector), Decimal("0")),
+        sector_value=state.sector_value(sector),
         total_value=state.total_value,
         daily_gain=state.daily_gain,
         orders_last_minute=Order.objects.filter(
@@ -348,9 +362,18 @@ def record_response(
     is left to the current holder, whose submit is refused as a duplicate and resolved by
     lookup. A partial fill is stored but the commitment moves only with the final fill, which
     the order status sync reads from the broker.
+
+    Queries: the order (with its recommendation's arrival), the pool (with its engine
+    configuration), the order's update, and ``book_fill``'s for a fill (six for a buy, four
+    for a sell), and the latency histogram's upsert for an order of a recommendation. Only
+    the order and pool rows are locked (``of=("self",)``), not the rows read with them.
     """
     with transaction.atomic():
-        order = Order.objects.select_for_update().select_related("entity").get(pk=order_id)
+        order = (
+            Order.objects.select_for_update(of=("self",))
+            .annotate(recommendation_received_at=F("recommendation__received_at"))
+            .get(pk=order_id)
+        )
         previous = order.status
         if lease_owner is not None and (
             order.status != expected or order.lease_owner != lease_owner
@@ -364,7 +387,21 @@ def record_response(
             )
         elif order.status != expected:
             return ProcessResult(order_id, order.status, "answer already recorded")
-        pool = Pool.objects.select_for_update().get(pk=order.pool_id)
+        pool = (
+            Pool.objects.select_for_update(of=("self",))
+            .select_related("engine_config")
+            .get(pk=order.pool_id)
+        )
+        order.pool = pool
+        changed = [
+            "lease_owner",
+            "lease_expires_at",
+            "status",
+            "status_reason",
+            "broker_order_id",
+            "response_payload",
+            "updated_at",
+        ]
         order.lease_owner = ""
         order.lease_expires_at = None
         order.status = _STATUS_FOR.get(response.status, OrderStatus.UNKNOWN)
@@ -390,8 +427,9 @@ def record_response(
             )
             order.commitment = booked.commitment or order.commitment
             order.realized_gain = booked.realized_gain
-        order.save()
-        observe_order_answered(order, previous, now)
+            changed += ["filled_quantity", "fill_value", "filled_at", "commitment", "realized_gain"]
+        order.save(update_fields=changed)
+        observe_order_answered(order, previous, now, received_at=order.recommendation_received_at)
     if order.status == OrderStatus.UNKNOWN:
         logger.warning("order %s: outcome unknown (%s); reconcile", order_id, response.reason)
     return ProcessResult(order_id, order.status, order.status_reason)

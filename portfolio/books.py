@@ -58,6 +58,10 @@ def book_fill(
     the cash is booked, the fill recorded without a commitment, and an error logged for
     reconciliation. ``order_filled_quantity`` (the order's cumulative filled quantity after
     this fill) makes each fill increment of an order bookable once (a unique constraint).
+
+    Queries: the commitment (locked), the cash, the fill, and the commitment's write; a buy
+    also reads the tier and one bounded query of bars for the ATR, and the engine
+    configuration unless ``pool`` was read with ``select_related("engine_config")``.
     """
     commitment = (
         Commitment.objects.select_for_update()

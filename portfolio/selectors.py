@@ -54,15 +54,33 @@ ZERO = Decimal("0")
 # --- configuration ----------------------------------------------------------------------------
 
 
+def _selected_with(pool: Pool, descriptor):
+    """The one-to-one row read with ``pool`` (``select_related``), or None when it was not
+    read with it or does not exist."""
+    if descriptor.is_cached(pool):
+        return descriptor.related.get_cached_value(pool)
+    return None
+
+
 def get_engine_config(pool: Pool) -> EngineConfig:
-    """The pool's engine configuration, created with the source's defaults if missing."""
-    config, _ = EngineConfig.objects.get_or_create(pool=pool)
+    """The pool's engine configuration, created with the source's defaults if missing.
+
+    No query when ``pool`` was read with ``select_related("engine_config")``; else one (a
+    ``get``; the insert only when the row is missing)."""
+    config = _selected_with(pool, Pool.engine_config)
+    if config is None:
+        config, _ = EngineConfig.objects.get_or_create(pool=pool)
     return config
 
 
 def get_pool_risk_config(pool: Pool) -> PoolRiskConfig:
-    """The execution gate's limits of the pool, created with the defaults if missing."""
-    config, _ = PoolRiskConfig.objects.get_or_create(pool=pool)
+    """The execution gate's limits of the pool, created with the defaults if missing.
+
+    No query when ``pool`` was read with ``select_related("risk_config")``; else one (a
+    ``get``; the insert only when the row is missing)."""
+    config = _selected_with(pool, Pool.risk_config)
+    if config is None:
+        config, _ = PoolRiskConfig.objects.get_or_create(pool=pool)
     return config
 
 
@@ -424,35 +442,57 @@ def open_positions(pool: Pool | int, latest: Mapping[str, Decimal]) -> tuple[Pos
     )
 
 
-def pool_as_of(
+@dataclass(frozen=True)
+class AccountState:
+    """The part of the pool as of one instant that depends on neither the tier nor the pending
+    orders: the halt, cash, positions at their current values, the breakers in force, the
+    total value and the day's gain (currency units). What the execution gate judges an order
+    against; ``pool_as_of`` adds the tier and the pending orders to it."""
+
+    pool_id: int
+    now: datetime
+    session: date
+    session_open: datetime
+    halted: bool
+    cash: Decimal
+    positions: tuple[PositionView, ...]
+    market: MarketData
+    breakers: BreakersInForce
+    total_value: Decimal
+    daily_gain: Decimal
+    realized_today: Decimal
+
+    @cached_property
+    def held(self) -> Mapping[str, PositionView]:
+        """Open commitments by entity."""
+        return {p.symbol: p for p in self.positions}
+
+    def sector_value(self, sector: str) -> Decimal:
+        """The current value of the positions in ``sector`` (currency)."""
+        return sum((p.market_value for p in self.positions if p.sector == sector), ZERO)
+
+
+def account_as_of(
     pool: Pool,
     now: datetime,
     *,
-    pending: Iterable[PendingOrder] = (),
     sessions: int = 2,
     extra_symbols: Iterable[str] = (),
-    config: EngineConfig | None = None,
     calendar: MarketCalendar | None = None,
-) -> PoolState:
-    """The pool as of ``now``: positions at their current values, exposure, pending orders
-    counted as the engine counts them, breakers in force, reserve and active pool.
+) -> AccountState:
+    """The account of ``pool`` as of ``now`` (see ``AccountState``), from the fields of the
+    ``pool`` row given (lock it first when deciding on it).
 
-    ``pending`` are the orders not yet settled (``execution.selectors.pool_as_of`` loads them);
-    ``sessions`` how many sessions of bars to load (the correlation and the ATR need more than
-    the valuation's two); ``extra_symbols`` entities whose bars are needed besides the held and
-    pending ones (the candidates of a cycle). ``daily_gain`` is the gain since the previous
-    session's close (commitments opened in the current session count from their entry) plus
-    the gains realized since the session opened.
+    ``sessions`` how many sessions of bars to load (at least two: the current values and the
+    previous closes); ``extra_symbols`` entities whose bars are needed besides the held ones.
+    ``daily_gain`` is the gain since the previous session's close (commitments opened in the
+    current session count from their entry) plus the gains realized since the session opened.
 
-    Queries: the tier, the open commitments, the bars, the breakers, the fills of the session,
-    and the engine configuration unless ``config`` is given: six at most.
+    Queries: the open commitments, the bars, the fills of the session, the breakers: four.
     """
     calendar = calendar or get_market_calendar(now)
-    config = config or get_engine_config(pool)
-    tier = tier_params(pool.risk_tier)
-    pending = tuple(pending)
     commitment_rows = open_positions(pool, {})
-    symbols = {p.symbol for p in commitment_rows} | {o.symbol for o in pending} | set(extra_symbols)
+    symbols = {p.symbol for p in commitment_rows} | set(extra_symbols)
     market = load_market_data(symbols, now, max(sessions, 2), calendar)
     positions = tuple(
         dataclasses.replace(p, current_value=market.latest.get(p.symbol)) for p in commitment_rows
@@ -472,6 +512,57 @@ def pool_as_of(
         for p in positions
         if (close := market.previous_close(p.symbol, session)) is not None
     }
+    return AccountState(
+        pool_id=pool.pk,
+        now=now,
+        session=session,
+        session_open=session_open,
+        halted=pool.halted,
+        cash=pool.cash,
+        positions=positions,
+        market=market,
+        breakers=breakers_in_force(pool, now),
+        total_value=compute_total_value(pool.cash, positions),
+        daily_gain=compute_daily_gain(positions, previous_closes, session_open, realized_today),
+        realized_today=realized_today,
+    )
+
+
+def pool_as_of(
+    pool: Pool,
+    now: datetime,
+    *,
+    pending: Iterable[PendingOrder] = (),
+    sessions: int = 2,
+    extra_symbols: Iterable[str] = (),
+    config: EngineConfig | None = None,
+    calendar: MarketCalendar | None = None,
+) -> PoolState:
+    """The pool as of ``now``: positions at their current values, exposure, pending orders
+    counted as the engine counts them, breakers in force, reserve and active pool.
+
+    ``pending`` are the orders not yet settled (``execution.selectors.pool_as_of`` loads them);
+    ``sessions`` how many sessions of bars to load (the correlation and the ATR need more than
+    the valuation's two); ``extra_symbols`` entities whose bars are needed besides the held and
+    pending ones (the candidates of a cycle). The account part (positions, breakers, total
+    value, the day's gain) is ``account_as_of``'s.
+
+    Queries: the engine configuration unless ``config`` is given, the tier, then
+    ``account_as_of``'s four: six at most.
+    """
+    calendar = calendar or get_market_calendar(now)
+    config = config or get_engine_config(pool)
+    tier = tier_params(pool.risk_tier)
+    pending = tuple(pending)
+    account = account_as_of(
+        pool,
+        now,
+        sessions=sessions,
+        extra_symbols={o.symbol for o in pending} | set(extra_symbols),
+        calendar=calendar,
+    )
+    positions = account.positions
+    market = account.market
 
     sector_values: dict[str, Decimal] = {}
     commitment_values: dict[str, Decimal] = {}
@@ -492,12 +583,12 @@ def pool_as_of(
         if atr is not None:
             pending_heat += order.units * atr * tier.stop_loss_atr_multiplier
 
-    total = compute_total_value(pool.cash, positions)
+    total = account.total_value
     return PoolState(
         pool_id=pool.pk,
         name=pool.name,
         now=now,
-        session=session,
+        session=account.session,
         tier=tier,
         halted=pool.halted,
         halt_reason=pool.halt_reason,
@@ -506,14 +597,14 @@ def pool_as_of(
         positions=positions,
         pending=pending,
         market=market,
-        breakers=breakers_in_force(pool, now),
+        breakers=account.breakers,
         total_value=total,
         active_pool=compute_active_pool(total, pool.reserve_balance),
         pool_exposure=compute_pool_exposure(positions),
         pending_cost=pending_cost,
         pending_heat=pending_heat,
-        daily_gain=compute_daily_gain(positions, previous_closes, session_open, realized_today),
-        realized_today=realized_today,
+        daily_gain=account.daily_gain,
+        realized_today=account.realized_today,
         sector_values=sector_values,
         commitment_values=commitment_values,
         exits_pending=frozenset(exits_pending),

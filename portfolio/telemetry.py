@@ -170,14 +170,19 @@ def records_decision_cycle(fn: F) -> F:
     return run  # type: ignore[return-value]
 
 
-def observe_order_answered(order: Any, previous_status: str, now: datetime) -> None:
+def observe_order_answered(
+    order: Any, previous_status: str, now: datetime, *, received_at: datetime | None = None
+) -> None:
     """Observe the latency of an order taken by the broker: from its recommendation's arrival
     (``received_at``) to ``now``, the time the answer was stored. Counted once per order, on
     its first answer that accepts or fills it (from ``submitting`` or ``unknown``); orders of
     the loops (no recommendation) are not counted.
 
     ``order`` is an ``execution.Order`` (read through its fields only: this layer does not
-    import it). Hidden query: the order's recommendation, one query, plus the upsert.
+    import it). ``received_at`` is the recommendation's arrival when the caller read it with
+    the order. Queries: the upsert (it locks only this pool's rows of the histogram, which the
+    answer's pool lock already serializes), and, without ``received_at``, the order's
+    recommendation (hidden, one query).
     """
     if (
         not order.recommendation_id
@@ -185,5 +190,5 @@ def observe_order_answered(order: Any, previous_status: str, now: datetime) -> N
         or order.status not in _ANSWERED
     ):
         return
-    received = order.recommendation.received_at
+    received = received_at or order.recommendation.received_at
     observe(order.pool_id, ORDER_LATENCY, (now - received).total_seconds())
