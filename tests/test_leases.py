@@ -182,7 +182,9 @@ def _slow_submit(broker, order: Order, seconds: float) -> tuple[list, object]:
 def test_the_lease_moves_forward_while_a_slow_submit_is_in_flight(
     _source_tiers, broker, session_now, monkeypatch, settings
 ):
-    monkeypatch.setattr(worker, "LEASE_SECONDS", 1.0)
+    # A lease with room to spare (3 s, renewed every 0.25 s) so that a busy machine delaying a
+    # renewal by a second cannot make the test fail; what is checked is that it moves.
+    monkeypatch.setattr(worker, "LEASE_SECONDS", 3.0)
     monkeypatch.setattr(worker, "LEASE_RENEW_SECONDS", 0.25)
     settings.ORDER_TASK_TIMEOUT = 60
     (order,) = _queued_orders(session_now)
@@ -191,12 +193,13 @@ def test_the_lease_moves_forward_while_a_slow_submit_is_in_flight(
 
     assert result.status == "filled"
     leases = [expires for _, expires in seen]
-    assert len(set(leases)) >= 4, leases  # claimed, then renewed several times
+    assert len(set(leases)) >= 3, leases  # claimed, then renewed
     assert leases == sorted(leases)
     # Never let it lapse: each sample finds the lease ahead of the clock.
     assert all(expires > at for at, expires in seen)
     submitted = Order.objects.get(pk=order.pk).submitted_at
-    assert max(leases) >= submitted + timedelta(seconds=2)  # beyond the first lease of 1 s
+    # Renewed beyond the first lease (claim + 3 s) by a renewal a second or more into the submit.
+    assert max(leases) >= submitted + timedelta(seconds=4)
     done = Order.objects.get(pk=order.pk)
     assert done.lease_owner == "" and done.lease_expires_at is None
     assert _posts(broker, order.idempotency_key) == 1
