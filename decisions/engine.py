@@ -3,6 +3,8 @@ orchestration around the pure rules.
 
 One cycle for one pool, as of ``now``:
 
+0. when the pool's ``market_data_fallback`` is on, fetch and store the latest trade of each
+   candidate entity without a current value (``decisions.market_data``), outside the lock;
 1. lock the pool row (a second engine on the same pool waits for the first to commit);
 2. load everything once: configuration, tier, candidates, open commitments, pending orders,
    bars (current values, ATR, the correlation matrix), report dates, breakers;
@@ -28,6 +30,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 
+from decisions.market_data import fetch_missing_values
 from decisions.models import (
     EXECUTABLE_ACTIONS,
     DecisionRecord,
@@ -117,10 +120,21 @@ def lock_pool(pool_id: int) -> Pool:
 def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) -> CycleResult:
     """Run one decision cycle for a pool as of ``now``; see the module docstring."""
     calendar = get_market_calendar(now)
+    # The pool's market data fallback, before the lock: no pool row is held during an HTTP
+    # call, and the values it stores are found by the read model like any snapshot.
+    try:
+        fetch_missing_values(pool_id, now, calendar=calendar)
+    except Exception:  # the fallback only adds values: never lose a cycle over it
+        logger.exception("pool %s: market data fallback failed; cycle runs without it", pool_id)
     with transaction.atomic():
         pool = lock_pool(pool_id)
         result = CycleResult(pool=pool.name, now=now)
         config = get_engine_config(pool)
+        if config.market_data_fallback and not settings.MARKET_DATA_API_URL:
+            logger.warning(
+                "pool %s: market_data_fallback is on but MARKET_DATA_API_URL is not set",
+                pool.name,
+            )
         rows = candidate_rows(pool, config, now)
         result.candidates = len(rows)
         if not rows:

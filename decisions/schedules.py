@@ -3,8 +3,10 @@
 Cron schedules are read in ``Q_CLUSTER['time_zone']`` (America/New_York). Cron knows no
 holidays or early closes: the tier scheduler is scheduled at 13:00 and 16:00 on weekdays and
 runs only at or after the day's actual close, once; the rebalancer is scheduled every weekday
-at 09:45 and runs only in the first session of the week. ``catch_up`` is off in Q_CLUSTER, so a
-stopped cluster does not replay the runs it missed.
+at 09:45 and runs only in the first session of the week; the daily bar refresh runs at 16:20
+on weekdays and fetches the last complete session's bars (after an early close or on a holiday
+too: an upsert, so a run that finds them stored changes nothing). ``catch_up`` is off in
+Q_CLUSTER, so a stopped cluster does not replay the runs it missed.
 
 The order recovery (lease settler and sweeper) must run every ~30 s, below django-q2's finest
 schedule (once a minute): two once-a-minute schedules, (a) on the minute and (b) 30 s after
@@ -57,6 +59,12 @@ SCHEDULES = (
     ),
     ScheduleSpec(
         "engine: rebalancer", "decisions.tasks.rebalancer", Schedule.CRON, cron="45,50 9 * * 1-5"
+    ),
+    ScheduleSpec(
+        "market data: daily bar refresh",
+        "decisions.tasks.refresh_daily_bars",
+        Schedule.CRON,
+        cron="20 16 * * 1-5",
     ),
     ScheduleSpec(
         "execution: order recovery (a)",

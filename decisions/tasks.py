@@ -80,3 +80,17 @@ def rebalancer() -> list[str]:
 
     now = timezone.now()
     return for_each_pool("rebalancer", lambda p: run_rebalancer(p, now))
+
+
+def refresh_daily_bars() -> str:
+    """After the close: the daily bars of the last complete session of every entity held or
+    recently recommended, from the market data API into ``market_snapshots``
+    (``decisions.market_data.refresh_daily_bars``; idempotent). Does nothing when
+    ``MARKET_DATA_API_URL`` is not set."""
+    from decisions.market_data import data_client
+    from decisions.market_data import refresh_daily_bars as refresh
+
+    client = data_client()
+    if client is None:
+        return "MARKET_DATA_API_URL is not set: nothing to refresh"
+    return str(refresh(timezone.now(), client=client))

@@ -1635,6 +1635,7 @@ ENGINE_CONFIG_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "declining_commitments_share",
             "declining_loss_pct",
             "dedupe_ttl_hours",
+            "market_data_fallback",
         ),
     ),
     (

@@ -38,13 +38,24 @@ INTEGER_FIELDS = frozenset(
     for field in EngineConfig._meta.concrete_fields
     if isinstance(field, models.IntegerField) and field.name in ENGINE_CONFIG_FIELDS
 )
+#: On/off settings (``market_data_fallback``): ``True`` or ``False``, never a number.
+BOOLEAN_FIELDS = frozenset(
+    field.name
+    for field in EngineConfig._meta.concrete_fields
+    if isinstance(field, models.BooleanField) and field.name in ENGINE_CONFIG_FIELDS
+)
+#: Words an on/off setting is written with in a command or a JSON text value.
+BOOLEAN_WORDS = {
+    **dict.fromkeys(("true", "yes", "on", "1"), True),
+    **dict.fromkeys(("false", "no", "off", "0"), False),
+}
 #: (lower, upper): the first must stay strictly below the second.
 ORDERED_PAIRS = (
     ("correlation_reduce_threshold", "correlation_reject_threshold"),
     ("report_reject_sessions", "report_reduce_sessions"),
 )
 
-ConfigValue = int | Decimal
+ConfigValue = int | Decimal | bool
 
 
 class EngineConfigError(ActionError):
@@ -75,13 +86,18 @@ def validate_engine_config(values: dict[str, Any]) -> dict[str, str]:
     ≥ 1; ``report_reject_sessions`` and ``paper_slippage_bps`` ≥ 0;
     ``absolute_commitment_cap`` (dollars) > 0; ``diversification_bonus`` (a multiplier) ≥ 1;
     ``correlation_reduce_threshold`` < ``correlation_reject_threshold``;
-    ``report_reject_sessions`` < ``report_reduce_sessions``. Pure: no database access.
+    ``report_reject_sessions`` < ``report_reduce_sessions``; on/off settings
+    (``BOOLEAN_FIELDS``) ``True`` or ``False``. Pure: no database access.
     """
     errors: dict[str, str] = {}
     numbers: dict[str, Decimal] = {}
     for name in ENGINE_CONFIG_FIELDS:
         value = values.get(name)
         if value is None:
+            continue
+        if name in BOOLEAN_FIELDS:
+            if not isinstance(value, bool):
+                errors[name] = f"{value!r} is not true or false"
             continue
         number = _as_decimal(value)
         if number is None:
@@ -179,8 +195,9 @@ def parse_config_values(
     problems found.
 
     Each value (text, or a number from JSON) is read by its model field (integer fields take
-    whole numbers, decimal fields at most their decimal places). An unknown key gets a "did you
-    mean" with the closest field names.
+    whole numbers, decimal fields at most their decimal places; an on/off field takes a JSON
+    boolean or one of ``BOOLEAN_WORDS``). An unknown key gets a "did you mean" with the closest
+    field names.
     """
     values: dict[str, ConfigValue] = {}
     errors: dict[str, str] = {}
@@ -189,6 +206,13 @@ def parse_config_values(
             close = difflib.get_close_matches(key, fields, n=3, cutoff=0.6)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
             errors[key] = f"unknown setting{hint}"
+            continue
+        if isinstance(model._meta.get_field(key), models.BooleanField):
+            flag = raw if isinstance(raw, bool) else BOOLEAN_WORDS.get(str(raw).strip().lower())
+            if flag is None:
+                errors[key] = f"{raw!r} is not true or false (true/false, yes/no, on/off, 1/0)"
+            else:
+                values[key] = flag
             continue
         if isinstance(raw, bool) or raw is None or isinstance(raw, list | dict):
             errors[key] = f"{raw!r} is not a number"

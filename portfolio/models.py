@@ -145,6 +145,11 @@ class Entity(models.Model):
         return self.symbol
 
 
+class SnapshotSource(models.TextChoices):
+    IMPORT = "import", "Imported (file or REST API)"
+    DATA_API = "data_api", "Fetched from the market data API"
+
+
 class MarketSnapshot(models.Model):
     """A daily bar, or an intraday value, of an entity as of ``as_of`` (the data point)."""
 
@@ -156,6 +161,13 @@ class MarketSnapshot(models.Model):
     close = models.DecimalField(**MONEY)
     volume = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(
+        max_length=10,
+        choices=SnapshotSource.choices,
+        default=SnapshotSource.IMPORT,
+        help_text="Where the values came from: an import, or the market data API (a latest "
+        "trade stored for a decision, or a daily bar of the scheduled refresh)",
+    )
 
     class Meta:
         db_table = "market_snapshots"
@@ -466,6 +478,12 @@ class EngineConfig(models.Model):
     # Paper broker
     paper_slippage_bps = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
     updated_at = models.DateTimeField(auto_now=True)
+    # Market data
+    market_data_fallback = models.BooleanField(
+        default=False,
+        help_text="When a candidate has no current value in market_snapshots, ask the market "
+        "data API for its latest trade and store it (needs MARKET_DATA_API_URL)",
+    )
 
     FRACTION_FIELDS = ENGINE_FRACTION_FIELDS
     POSITIVE_FIELDS = (

@@ -64,6 +64,12 @@ try:
     EXECUTION_API_KEY_ID = env_str("EXECUTION_API_KEY_ID", "")
     EXECUTION_API_SECRET_KEY = env_str("EXECUTION_API_SECRET_KEY", "")
     EXECUTION_API_TIMEOUT = env_int("EXECUTION_API_TIMEOUT", 10, minimum=1)
+    # The market data API (Alpaca-compatible data API v2): latest trades for the pools whose
+    # engine configuration asks for them, and the daily-bar refresh. Unset: neither runs.
+    MARKET_DATA_API_URL = env_url("MARKET_DATA_API_URL", ("http", "https"))
+    MARKET_DATA_API_KEY_ID = env_str("MARKET_DATA_API_KEY_ID", "")
+    MARKET_DATA_API_SECRET_KEY = env_str("MARKET_DATA_API_SECRET_KEY", "")
+    MARKET_DATA_API_TIMEOUT = env_int("MARKET_DATA_API_TIMEOUT", 5, minimum=1)
     API_INGEST_RATE = env_str("API_INGEST_RATE", "600/min")
     API_CONTROL_RATE = env_str("API_CONTROL_RATE", "60/min")
     API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024)

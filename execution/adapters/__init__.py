@@ -1,4 +1,5 @@
-"""Execution adapters: turn an order into a broker's answer (paper or Alpaca-compatible HTTP).
+"""Execution adapters: turn an order into a broker's answer (paper or Alpaca-compatible HTTP),
+and read the market data API (``market_data``).
 
 Plain Python, no Django: the execution worker builds an adapter from settings and passes it in.
 """
@@ -15,10 +16,13 @@ from execution.adapters.base import (
     ResponseStatus,
 )
 from execution.adapters.http import AlpacaHttpAdapter
+from execution.adapters.market_data import AlpacaDataClient, Bar
 from execution.adapters.paper import PaperAdapter, apply_slippage, paper_broker_order_id
 
 __all__ = [
+    "AlpacaDataClient",
     "AlpacaHttpAdapter",
+    "Bar",
     "BrokerAccount",
     "BrokerPosition",
     "BrokerUnavailable",
