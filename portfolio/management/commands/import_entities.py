@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from portfolio.imports import DEFAULT_MAX_BYTES, ImportFailed, import_entities
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+from portfolio.management.importing import positive_int
 
 
 class Command(BaseCommand):

@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from portfolio.imports import DEFAULT_MAX_BYTES, REPORT_HORIZON_DAYS, ImportFailed, import_reports
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
-def future_hint(message: str) -> str:
-    """The error, with a pointer to ``--allow-future`` when a value was refused as future."""
-    if "in the future" in message or "days ahead" in message:
-        return message + "\n(--allow-future accepts values dated in the future, for a simulation)"
-    return message
+from portfolio.management.importing import future_hint, positive_int
 
 
 class Command(BaseCommand):
