@@ -118,6 +118,8 @@ def weighted_average_correlation(
     count = int(contributing.sum())
     if count == 0:
         return None, 0
-    used_weights = weights[contributing]
+    # Scaled by the largest weight first, so tiny (subnormal) weights cannot underflow to a
+    # zero product and drag the average outside the correlations it averages.
+    used_weights = weights[contributing] / weights[contributing].max()
     average = float(np.dot(used_weights, correlations[contributing]) / used_weights.sum())
     return float(np.clip(average, -1.0, 1.0)), count

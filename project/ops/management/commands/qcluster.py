@@ -31,10 +31,19 @@ from project.ops.secret import refuse_development_secret_key
 class Cluster(q_cluster.Cluster):
     def stop(self) -> bool:
         if not self.sentinel.is_alive():
+            # The same group signal may have ended the sentinel before this handler ran:
+            # the cluster is stopped already, and says so.
+            self._stopped()
             return False
         logger.info("Q Cluster %s stopping.", self.name)
         threading.Thread(target=self.stop_event.set, name="qcluster-stop", daemon=True).start()
         self.sentinel.join()
+        self._stopped()
+        self.start_event = None
+        self.stop_event = None
+        return True
+
+    def _stopped(self) -> None:
         if self.sentinel.exitcode is not None and self.sentinel.exitcode < 0:
             # Killed with its workers by the same signal: a task in flight is delivered again
             # after Q_CLUSTER["retry"] (docs/operations.md, "Stopping").
@@ -44,9 +53,6 @@ class Cluster(q_cluster.Cluster):
                 signal.Signals(-self.sentinel.exitcode).name,
             )
         logger.info("Q Cluster %s has stopped.", self.name)
-        self.start_event = None
-        self.stop_event = None
-        return True
 
 
 class Command(qcluster.Command):
