@@ -206,6 +206,16 @@ class FakeBroker:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def configure(self, settings, *, timeout: int | None = None) -> FakeBroker:
+        """Point the execution API settings (a pytest-django ``settings``) at this broker, with
+        its keys; ``timeout`` sets ``EXECUTION_API_TIMEOUT`` when given."""
+        settings.EXECUTION_API_URL = self.url
+        settings.EXECUTION_API_KEY_ID = self.key_id
+        settings.EXECUTION_API_SECRET_KEY = self.secret_key
+        if timeout is not None:
+            settings.EXECUTION_API_TIMEOUT = timeout
+        return self
+
     def listen(self, label: str) -> str:
         """One more listener serving this broker, its requests labelled ``label``; its URL."""
         if not label or label in self._listeners:

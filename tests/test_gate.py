@@ -235,11 +235,7 @@ def _failed(evaluation: RiskEvaluation) -> list[str]:
 @pytest.fixture
 def broker(settings):
     with FakeBroker(prices={HTTP_SYMBOL: "101.25"}) as server:
-        settings.EXECUTION_API_URL = server.url
-        settings.EXECUTION_API_KEY_ID = server.key_id
-        settings.EXECUTION_API_SECRET_KEY = server.secret_key
-        settings.EXECUTION_API_TIMEOUT = 1
-        yield server
+        yield server.configure(settings, timeout=1)
 
 
 @pytest.fixture

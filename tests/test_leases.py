@@ -46,11 +46,7 @@ DEAD = "dead-host:4242:deadbeef"
 @pytest.fixture
 def broker(settings):
     with FakeBroker(prices={SYMBOL: "50.00"}) as server:
-        settings.EXECUTION_API_URL = server.url
-        settings.EXECUTION_API_KEY_ID = server.key_id
-        settings.EXECUTION_API_SECRET_KEY = server.secret_key
-        settings.EXECUTION_API_TIMEOUT = 5
-        yield server
+        yield server.configure(settings, timeout=5)
 
 
 def _queued_orders(now, symbols=(SYMBOL,)) -> list[Order]:

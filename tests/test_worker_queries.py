@@ -39,11 +39,7 @@ PRICE = Decimal("100")
 @pytest.fixture
 def broker(settings):
     with FakeBroker(prices=dict.fromkeys(SYMBOLS, str(PRICE))) as server:
-        settings.EXECUTION_API_URL = server.url
-        settings.EXECUTION_API_KEY_ID = server.key_id
-        settings.EXECUTION_API_SECRET_KEY = server.secret_key
-        settings.EXECUTION_API_TIMEOUT = 5
-        yield server
+        yield server.configure(settings, timeout=5)
 
 
 @pytest.fixture

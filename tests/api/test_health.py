@@ -157,10 +157,7 @@ def test_a_second_run_updates_the_one_heartbeat_row(pool, session_now):
 @pytest.fixture
 def broker(settings) -> Iterator[FakeBroker]:
     with FakeBroker() as server:
-        settings.EXECUTION_API_URL = server.url
-        settings.EXECUTION_API_KEY_ID = server.key_id
-        settings.EXECUTION_API_SECRET_KEY = server.secret_key
-        yield server
+        yield server.configure(settings)
 
 
 def http_pool(session_now) -> Pool:
