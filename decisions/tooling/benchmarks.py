@@ -45,6 +45,19 @@ class DecisionCycleSpec:
     now: datetime = datetime(2026, 11, 18, 16, 0, tzinfo=UTC)  # a Wednesday, 11:00 ET
 
 
+def daily_bar(symbol: str, as_of, close: Decimal) -> MarketSnapshot:
+    """A synthetic daily bar of the benchmarks: opens at its close, a 1 % range either side."""
+    return MarketSnapshot(
+        entity_id=symbol,
+        as_of=as_of,
+        open=close,
+        high=close * Decimal("1.01"),
+        low=close * Decimal("0.99"),
+        close=close,
+        volume=10_000,
+    )
+
+
 class QueryCounter:
     """Counts the queries sent through a connection (``connection.execute_wrapper``)."""
 
@@ -74,17 +87,7 @@ def _build_market(spec: DecisionCycleSpec, rng: random.Random) -> list[str]:
         for j, day in enumerate(days):
             value *= math.exp(factors[i % spec.sectors][j] + rng.gauss(0, 0.015))
             close = Decimal(str(round(value, 4)))
-            bars.append(
-                MarketSnapshot(
-                    entity_id=symbol,
-                    as_of=calendar.session_close(day),
-                    open=close,
-                    high=close * Decimal("1.01"),
-                    low=close * Decimal("0.99"),
-                    close=close,
-                    volume=10_000,
-                )
-            )
+            bars.append(daily_bar(symbol, calendar.session_close(day), close))
     MarketSnapshot.objects.bulk_create(bars, batch_size=5000)
     return symbols
 

@@ -27,6 +27,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
+from decisions.tooling.benchmarks import daily_bar
 from portfolio.actions import create_pool
 from portfolio.market_calendar import get_market_calendar
 from portfolio.models import Entity, MarketSnapshot, Pool, PoolRiskConfig
@@ -207,17 +208,7 @@ def build_http_pool(
         for day in days:
             value *= 1 + rng.gauss(0, 0.015)
             close = Decimal(str(round(value, 2)))
-            bars.append(
-                MarketSnapshot(
-                    entity_id=symbol,
-                    as_of=calendar.session_close(day),
-                    open=close,
-                    high=close * Decimal("1.01"),
-                    low=close * Decimal("0.99"),
-                    close=close,
-                    volume=10_000,
-                )
-            )
+            bars.append(daily_bar(symbol, calendar.session_close(day), close))
         prices[symbol] = close
     MarketSnapshot.objects.bulk_create(bars, batch_size=5000)
     return pool, prices
