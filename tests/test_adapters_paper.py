@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from execution.account_rules import check_account
 from execution.adapters import (
     ExecutionAdapter,
     ExecutionResponse,
@@ -153,6 +154,29 @@ def test_account_and_positions_follow_the_fills() -> None:
     assert account.equity == cash + 15 * Decimal(120) + 2 * Decimal(400)
 
 
+def test_the_paper_account_is_active_with_its_cash_as_buying_power() -> None:
+    adapter = PaperAdapter(_prices(AAPL="100"), NOW, cash=Decimal("1000"))
+    adapter.submit(_order(qty=3))
+
+    account = adapter.account()
+
+    assert (account.status, account.buying_power) == ("ACTIVE", Decimal(700))
+    assert not (account.trading_blocked or account.account_blocked)
+    assert not account.trade_suspended_by_user
+    assert check_account(account, "buy", Decimal(700)) == (True, "")
+    assert check_account(account, "buy", Decimal("700.01")) == (False, "insufficient_buying_power")
+    json.dumps(account.raw)
+
+
+def test_lookup_by_broker_id_returns_the_stored_response_or_not_found() -> None:
+    adapter = PaperAdapter(_prices(AAPL="100"), NOW)
+    filled = adapter.submit(_order())
+
+    assert adapter.lookup_by_broker_id(filled.broker_order_id) == filled
+    assert (filled.broker_status, filled.replaced_by, filled.retry_at) == ("filled", None, None)
+    assert adapter.lookup_by_broker_id("paper-0000").status is ResponseStatus.NOT_FOUND
+
+
 def test_selling_everything_closes_the_position() -> None:
     adapter = PaperAdapter(_prices(AAPL="100"), NOW)
     adapter.submit(_order("a", qty=3))
@@ -191,7 +215,7 @@ def test_paper_adapter_refuses_bad_configuration(kwargs: dict[str, Any], message
     [
         ({"client_order_id": ""}, "client_order_id"),
         ({"client_order_id": "   "}, "client_order_id"),
-        ({"client_order_id": "x" * 129}, "client_order_id"),
+        ({"client_order_id": "x" * 49}, "client_order_id"),
         ({"symbol": ""}, "symbol"),
         ({"side": "hold"}, "side"),
         ({"side": "BUY"}, "side"),
@@ -234,12 +258,35 @@ def test_order_request_accepts_whole_decimal_with_exponent_and_int() -> None:
         (ResponseStatus.ACCEPTED, False, False),
         (ResponseStatus.UNKNOWN, False, True),
         (ResponseStatus.NOT_FOUND, False, False),
+        (ResponseStatus.REPLACED, False, False),
     ],
 )
 def test_response_status_properties(status: ResponseStatus, final: bool, ambiguous: bool) -> None:
-    response = ExecutionResponse(status, None, Decimal(0), None, None, "", False, {})
+    replaced_by = "new-id" if status is ResponseStatus.REPLACED else None
+    response = ExecutionResponse(
+        status, None, Decimal(0), None, None, "", False, {}, replaced_by=replaced_by
+    )
 
     assert (response.is_final, response.is_ambiguous) == (final, ambiguous)
+    assert response.is_replaced is (status is ResponseStatus.REPLACED)
+
+
+def test_replaced_by_goes_with_the_replaced_status_only() -> None:
+    with pytest.raises(ValueError, match="replaced_by"):
+        ExecutionResponse(ResponseStatus.REPLACED, "a", Decimal(0), None, None, "", False, {})
+    with pytest.raises(ValueError, match="replaced_by"):
+        ExecutionResponse(
+            ResponseStatus.FILLED, "a", Decimal(1), Decimal(1), NOW, "", False, {}, replaced_by="b"
+        )
+
+
+def test_retry_at_must_be_aware() -> None:
+    with pytest.raises(ValueError, match="retry_at"):
+        ExecutionResponse.rejected(
+            "rate_limited", {}, retryable=True, retry_at=datetime(2026, 1, 1)
+        )
+    response = ExecutionResponse.unknown("rate_limited", {}, retry_at=NOW)
+    assert response.retry_at == NOW and not response.retryable
 
 
 def test_only_a_rejection_can_be_retryable() -> None:

@@ -13,6 +13,7 @@ from execution.adapters.base import (
     ExecutionAdapter,
     ExecutionResponse,
     OrderRequest,
+    RequestLimiter,
     ResponseStatus,
 )
 from execution.adapters.http import AlpacaHttpAdapter
@@ -30,6 +31,7 @@ __all__ = [
     "ExecutionResponse",
     "OrderRequest",
     "PaperAdapter",
+    "RequestLimiter",
     "ResponseStatus",
     "apply_slippage",
     "paper_broker_order_id",

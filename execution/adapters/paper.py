@@ -6,8 +6,9 @@ as the instance. Duplicate detection therefore only covers the orders this insta
 unique idempotency key in the ``orders`` table is what guards against a duplicate across processes.
 
 ``account()`` and ``positions()`` are derived from the fills of this instance only, starting from
-``cash`` and no positions. Buying power and held quantity are not enforced: that is the risk
-evaluation's job, and a short-lived instance cannot know the pool's holdings.
+``cash`` and no positions; the account is always ``ACTIVE``, unblocked, with its cash as buying
+power. Buying power and held quantity are not enforced: that is the risk evaluation's job, and a
+short-lived instance cannot know the pool's holdings.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class PaperAdapter:
         self._slippage_bps = slippage_bps
         self._cash = Decimal(cash)
         self._orders: dict[str, ExecutionResponse] = {}
+        self._by_broker_id: dict[str, str] = {}
         # symbol -> (units, average entry value in $/unit); units are negative when short.
         self._positions: dict[str, tuple[Decimal, Decimal]] = {}
 
@@ -114,8 +116,10 @@ class PaperAdapter:
             reason="",
             retryable=False,
             raw=raw,
+            broker_status="filled",
         )
         self._orders[request.client_order_id] = response
+        self._by_broker_id[broker_order_id] = request.client_order_id
         self._book_fill(request.symbol, request.side, request.quantity, fill_value)
         return response
 
@@ -126,8 +130,16 @@ class PaperAdapter:
             return ExecutionResponse.not_found({"request": {"client_order_id": client_order_id}})
         return stored
 
+    def lookup_by_broker_id(self, broker_order_id: str) -> ExecutionResponse:
+        """The stored response for the order with ``broker_order_id``, or NOT_FOUND."""
+        client_order_id = self._by_broker_id.get(broker_order_id)
+        if client_order_id is None:
+            return ExecutionResponse.not_found({"request": {"broker_order_id": broker_order_id}})
+        return self._orders[client_order_id]
+
     def account(self) -> BrokerAccount:
-        """Cash (starting cash − buys + sells) and equity (cash + positions at the latest value).
+        """Cash (starting cash − buys + sells) and equity (cash + positions at the latest value);
+        ``ACTIVE``, unblocked, with the cash as buying power.
 
         A position without a current value is counted at its average entry value.
         """
@@ -136,8 +148,23 @@ class PaperAdapter:
             value = self._price_of(symbol)
             mark = Decimal(value) if value is not None and Decimal(value) > 0 else average
             equity += units * mark
-        raw = {"cash": str(self._cash), "equity": str(equity), "source": "paper"}
-        return BrokerAccount(cash=self._cash, equity=equity, raw=raw)
+        raw = {
+            "cash": str(self._cash),
+            "equity": str(equity),
+            "buying_power": str(self._cash),
+            "status": "ACTIVE",
+            "source": "paper",
+        }
+        return BrokerAccount(
+            cash=self._cash,
+            equity=equity,
+            raw=raw,
+            status="ACTIVE",
+            trading_blocked=False,
+            account_blocked=False,
+            trade_suspended_by_user=False,
+            buying_power=self._cash,
+        )
 
     def positions(self) -> list[BrokerPosition]:
         """Open positions from this instance's fills, sorted by symbol."""
