@@ -1,5 +1,6 @@
-"""Admin of the execution side: orders and their risk evaluations (read-only audit). The per-pool
-execution limits (``PoolRiskConfig``) are pool configuration, in ``portfolio.admin``."""
+"""Admin of the execution side: orders, their risk evaluations and their events, and the
+watermarks of the event export (read-only audit). The per-pool execution limits
+(``PoolRiskConfig``) are pool configuration, in ``portfolio.admin``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
-from execution.models import Order, RiskEvaluation
+from execution.models import ExportCursor, Order, OrderEvent, RiskEvaluation
 from portfolio.models import AdapterKind
 from project.admin_tools import (
     ExactSearchMixin,
@@ -57,6 +58,28 @@ class RiskEvaluationInline(ReadOnlyTabularInline):
         return render_checks(obj.checks)
 
 
+class OrderEventInline(ReadOnlyTabularInline):
+    """The order's events, oldest first (``execution.events``)."""
+
+    model = OrderEvent
+    fields = (
+        "id",
+        "occurred_at",
+        "kind",
+        "from_status",
+        "to_status",
+        "filled_quantity",
+        "fill_quantity",
+        "fill_value",
+        "broker_order_id",
+        "detail",
+        "recorded_at",
+    )
+    readonly_fields = fields
+    ordering = ("id",)
+    show_change_link = False
+
+
 @admin.register(Order)
 class OrderAdmin(LargeTableAdminMixin, ExactSearchMixin, ReadOnlyAuditAdmin):
     """Execution requests, from the decision that created them to the broker's answer."""
@@ -79,7 +102,7 @@ class OrderAdmin(LargeTableAdminMixin, ExactSearchMixin, ReadOnlyAuditAdmin):
     upper_search_fields = ("entity_id",)
     search_help_text = "Exact entity symbol, idempotency key or broker order id"
     ordering = ("-id",)
-    inlines = (RiskEvaluationInline,)
+    inlines = (RiskEvaluationInline, OrderEventInline)
     fieldsets = (
         (
             "Order",
@@ -176,3 +199,92 @@ class RiskEvaluationAdmin(LargeTableAdminMixin, ReadOnlyAuditAdmin):
     @admin.display(description="checks")
     def checks_table(self, obj: RiskEvaluation) -> SafeString:
         return render_checks(obj.checks)
+
+
+class OrderIdSearchMixin:
+    """Search by order id: each whole-number term is an exact lookup on the indexed
+    ``order_id`` (other terms match nothing)."""
+
+    search_fields = ("order_id",)
+    search_help_text = "Exact order id"
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        terms = search_term.split()
+        if not terms:
+            return queryset, False
+        ids = [int(term) for term in terms if term.isdigit()]
+        return queryset.filter(order_id__in=ids), False
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(OrderIdSearchMixin, LargeTableAdminMixin, ReadOnlyAuditAdmin):
+    """Every change of every order, in the order the export writes them (append-only)."""
+
+    list_display = (
+        "id",
+        "occurred_at",
+        "order_link",
+        "pool",
+        "kind",
+        "from_status",
+        "to_status",
+        "entity",
+        "side",
+        "quantity",
+        "filled_quantity",
+        "fill_quantity",
+    )
+    list_filter = ("kind", "pool")
+    list_select_related = ("pool", "order")
+    ordering = ("-id",)
+    fields = (
+        "id",
+        "order_link",
+        "pool",
+        "kind",
+        "from_status",
+        "to_status",
+        "entity",
+        "side",
+        "reason",
+        "quantity",
+        "filled_quantity",
+        "fill_quantity",
+        "fill_value",
+        "broker_order_id",
+        "client_order_id",
+        "detail",
+        "occurred_at",
+        "recorded_at",
+        "payload_json",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="order", ordering="order_id")
+    def order_link(self, obj: OrderEvent) -> str:
+        return admin_link(obj.order, f"order {obj.order_id}")
+
+    @admin.display(description="payload")
+    def payload_json(self, obj: OrderEvent) -> SafeString:
+        return pretty_json(obj.payload)
+
+
+@admin.register(ExportCursor)
+class ExportCursorAdmin(ReadOnlyAuditAdmin):
+    """Where each event export stands: every event up to ``last_event_id`` is in the
+    destination; a pending batch is one a run began and the next run finishes."""
+
+    list_display = (
+        "destination",
+        "format",
+        "last_event_id",
+        "pending_through_id",
+        "exported_events",
+        "updated_at",
+    )
+    list_filter = ("format",)
+    ordering = ("destination", "format")
+    fields = list_display
+    readonly_fields = fields
