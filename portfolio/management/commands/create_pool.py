@@ -1,4 +1,5 @@
-"""``manage.py create_pool``: create a resource pool with its configurations."""
+"""``manage.py create_pool``: create a resource pool with its configurations, or a shadow pool
+that follows another (``--shadow-of``), with settings changed from the start (``--set``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from portfolio import actions
+from portfolio.config_overrides import describe_valid_keys, parse_overrides
 from portfolio.errors import ActionError
 from portfolio.imports import parse_decimal
 from portfolio.management.audited import VIA, actor_of, add_actor_argument
 from portfolio.models import AdapterKind, PoolMode, RiskTier
+from portfolio.shadows import create_pool_with_settings
 
 DEFAULT_REASON = "created with manage.py create_pool"
 
@@ -29,40 +31,63 @@ def cash_amount(text: str) -> Decimal:
     return value
 
 
+def _problems(errors: dict[str, str]) -> str:
+    return "; ".join(f"{key}: {message}" if key else message for key, message in errors.items())
+
+
 class Command(BaseCommand):
     help = (
         "Create a resource pool with its engine configuration, its execution risk limits and its "
         "first risk tier history row, recorded in operator_actions. A new pool starts in the "
-        "conservative tier unless told otherwise."
+        "conservative tier unless told otherwise. With --shadow-of OTHER the pool is a paper "
+        "shadow of OTHER: the same recommendations in the same cycles, OTHER's mode, settings "
+        "and starting cash and tier (unless given), changed by --set key=value."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="Pool name: a slug (letters, digits, '-' and '_').")
         parser.add_argument(
             "--mode",
-            required=True,
             choices=PoolMode.values,
             help="simulation takes simulation- and production-eligible recommendations; "
-            "production only production-eligible ones.",
+            "production only production-eligible ones. Required unless --shadow-of (a shadow "
+            "takes the mode of the pool it follows).",
         )
         parser.add_argument(
             "--cash",
-            required=True,
             type=cash_amount,
-            help="Starting cash in dollars (a non-negative decimal, e.g. 100000 or 2500.50).",
+            help="Starting cash in dollars (a non-negative decimal, e.g. 100000 or 2500.50). "
+            "Required unless --shadow-of (default: the followed pool's starting cash).",
         )
         parser.add_argument(
             "--tier",
             choices=RiskTier.values,
-            default=RiskTier.CONSERVATIVE,
-            help="Initial risk tier (default: conservative).",
+            default=None,
+            help="Initial risk tier (default: conservative; for a shadow, the followed pool's "
+            "starting tier).",
         )
         parser.add_argument(
             "--adapter",
             choices=AdapterKind.values,
             default=AdapterKind.PAPER,
             help="Execution adapter: paper (in-process fills, the default) or http "
-            "(Alpaca-compatible execution API).",
+            "(Alpaca-compatible execution API). A shadow pool is always paper.",
+        )
+        parser.add_argument(
+            "--shadow-of",
+            metavar="OTHER",
+            help="Make the pool a paper shadow of the pool named OTHER (docs/decisions.md, "
+            "'Shadow pools').",
+        )
+        parser.add_argument(
+            "--set",
+            dest="set_pairs",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="A setting changed from the start (repeatable): an engine setting "
+            "(absolute_commitment_cap=2500) or risk_tier=<tier>. Applied after the pool is "
+            "created, in the same transaction, each change audited.",
         )
         parser.add_argument(
             "--reason",
@@ -73,13 +98,31 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         name = options["name"]
+        shadow_of = options["shadow_of"]
+        missing = [
+            f"--{key}" for key in ("mode", "cash") if options[key] is None and shadow_of is None
+        ]
+        if missing:
+            raise CommandError(
+                f"cannot create pool {name!r}: {' and '.join(missing)} required "
+                "(or --shadow-of OTHER)"
+            )
         try:
-            pool = actions.create_pool(
+            overrides = parse_overrides(options["set_pairs"])
+        except ActionError as exc:
+            raise CommandError(
+                f"cannot create pool {name!r}: {_problems(exc.errors)}\n"
+                f"Settings --set takes:\n{describe_valid_keys()}"
+            ) from exc
+        try:
+            pool = create_pool_with_settings(
                 name,
+                overrides=overrides,
                 mode=options["mode"],
                 cash=options["cash"],
                 tier=options["tier"],
                 adapter=options["adapter"],
+                shadow_of=shadow_of,
                 actor=actor_of(options),
                 reason=options["reason"],
                 now=timezone.now(),
@@ -91,11 +134,12 @@ class Command(BaseCommand):
             )
             raise CommandError(f"cannot create pool {name!r}: {problems}") from exc
         except ActionError as exc:
-            problems = "; ".join(
-                f"{field}: {message}" if field else message for field, message in exc.errors.items()
-            )
-            raise CommandError(f"cannot create pool {name!r}: {problems}") from exc
+            raise CommandError(f"cannot create pool {name!r}: {_problems(exc.errors)}") from exc
         self.stdout.write(
             f"Created pool {pool.name} (id {pool.id}): mode {pool.mode}, adapter {pool.adapter}, "
             f"tier {pool.risk_tier}, cash {pool.cash}"
         )
+        if shadow_of:
+            self.stdout.write(f"  a shadow of {shadow_of}: the same recommendations, in its cycles")
+        for pair in overrides.pairs():
+            self.stdout.write(f"  set {pair}")
