@@ -13,7 +13,16 @@ queued before a halt or a breaker must not reach the broker after it:
   passes (``pool_halted``);
 - pool-wide circuit breaker in force: no entry (buy); exits pass
   (``circuit_breaker_active``);
-- entity in its loss cooldown: no entry in that entity (``entity_cooldown_active``).
+- entity in its loss cooldown: no entry in that entity (``entity_cooldown_active``);
+- entity held reduce-only by an open reconciliation event (its units at the broker differ
+  from the books, ``execution.reconciliation``): no entry in that entity, exits pass
+  (``reconciliation_hold``);
+- the broker account (``GET /v2/account``, read just before the claim): not ``ACTIVE``,
+  blocked, trading suspended by its owner, or a buy above the buying power left
+  (``execution.account_rules.check_account``; its reasons). An account that could not be read
+  fails the check (``account_unavailable``); the worker does not even claim then;
+- a shadow pool on a live adapter: never sent (``shadow_pool_live_adapter``), whatever the
+  side.
 
 What is "in force" (triggered, not expired, not cleared, as of ``now``) is the read model's
 decision (``portfolio.selectors.breakers_in_force``); this module sees only its answer.
@@ -30,6 +39,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from execution.account_rules import AccountCheck
+
 ZERO = Decimal("0")
 
 
@@ -40,6 +51,7 @@ class GateReason(StrEnum):
     POOL_HALTED = "pool_halted"
     CIRCUIT_BREAKER_ACTIVE = "circuit_breaker_active"
     ENTITY_COOLDOWN_ACTIVE = "entity_cooldown_active"
+    RECONCILIATION_HOLD = "reconciliation_hold"
     EXIT_EXCEEDS_UNITS_HELD = "exit_exceeds_units_held"
     MAX_OPEN_COMMITMENTS = "max_open_commitments"
     SECTOR_SHARE = "sector_share"
@@ -47,6 +59,14 @@ class GateReason(StrEnum):
     NO_EQUITY = "no_equity"
     ORDER_NOTIONAL = "order_notional"
     ORDERS_PER_MINUTE = "orders_per_minute"
+    # The broker account (the values of ``execution.account_rules.AccountReason``).
+    ACCOUNT_NOT_ACTIVE = "account_not_active"
+    ACCOUNT_BLOCKED = "account_blocked"
+    TRADING_BLOCKED = "trading_blocked"
+    TRADE_SUSPENDED_BY_USER = "trade_suspended_by_user"
+    INSUFFICIENT_BUYING_POWER = "insufficient_buying_power"
+    ACCOUNT_UNAVAILABLE = "account_unavailable"
+    SHADOW_POOL_LIVE_ADAPTER = "shadow_pool_live_adapter"
 
 
 @dataclass(frozen=True)
@@ -67,7 +87,12 @@ class OrderRiskInput:
     The trading state has no default, so no caller can forget it: ``halted`` is the pool's
     operator halt, ``breakers_in_force`` the types of the pool-wide breakers in force (empty
     when none) and ``breaker_until`` when the last of them expires, ``entity_cooldown_until``
-    the end of this entity's loss cooldown when one is in force, else None.
+    the end of this entity's loss cooldown when one is in force, else None. ``reduce_only``
+    is True while the entity is held by an open reconciliation event (the read model's
+    ``reduce_only`` set). ``account`` is ``execution.account_rules.check_account``'s answer
+    for this order against the broker account (the buying power left after the orders of the
+    same claim already passed); ``None``, an account that could not be read, fails the check.
+    ``shadow_live_adapter`` is True for an order of a shadow pool whose adapter is not paper.
     """
 
     side: str
@@ -86,6 +111,9 @@ class OrderRiskInput:
     breakers_in_force: tuple[str, ...]
     breaker_until: datetime | None
     entity_cooldown_until: datetime | None
+    reduce_only: bool = False
+    account: AccountCheck | None = None
+    shadow_live_adapter: bool = False
 
     @property
     def notional(self) -> Decimal:
@@ -121,8 +149,9 @@ def _check(name: str, passed: bool, observed: object, limit: object, reason: Gat
 
 
 def check_trading_state(order: OrderRiskInput) -> list[dict]:
-    """The halt, the pool-wide breakers and the entity's cooldown, one check each, recorded
-    for every order (exits included, passed) so the evaluation shows the state it saw."""
+    """The halt, the pool-wide breakers, the entity's cooldown and its reconciliation hold,
+    one check each, recorded for every order (exits included, passed) so the evaluation shows
+    the state it saw."""
     breakers = ", ".join(order.breakers_in_force) or "none"
     cooling = order.entity_cooldown_until
     return [
@@ -147,17 +176,53 @@ def check_trading_state(order: OrderRiskInput) -> list[dict]:
             f"no entry until {cooling}" if cooling is not None else "none",
             GateReason.ENTITY_COOLDOWN_ACTIVE,
         ),
+        _check(
+            "reconciliation",
+            order.is_exit or not order.reduce_only,
+            order.symbol if order.reduce_only else "none",
+            "reduce_only" if order.reduce_only else "none",
+            GateReason.RECONCILIATION_HOLD,
+        ),
+    ]
+
+
+def check_account_and_adapter(order: OrderRiskInput) -> list[dict]:
+    """The broker account's check (``account``) and the shadow pool's (``shadow_pool``), for
+    every order."""
+    account = order.account
+    if account is None:
+        account_check = _check(
+            "account", False, "unavailable", "ACTIVE", GateReason.ACCOUNT_UNAVAILABLE
+        )
+    else:
+        account_check = _check(
+            "account",
+            account.passed,
+            account.reason or "ok",
+            "ACTIVE, unblocked, buying power",
+            GateReason(account.reason) if account.reason else GateReason.ACCOUNT_UNAVAILABLE,
+        )
+    return [
+        account_check,
+        _check(
+            "shadow_pool",
+            not order.shadow_live_adapter,
+            "live adapter" if order.shadow_live_adapter else "none",
+            "paper only" if order.shadow_live_adapter else "none",
+            GateReason.SHADOW_POOL_LIVE_ADAPTER,
+        ),
     ]
 
 
 def evaluate_order(order: OrderRiskInput, limits: PoolRiskLimits) -> RiskEvaluationResult:
     """Judge one order; every check runs (no short-circuit) so the record shows them all.
 
-    The trading state comes first (see the module docstring), then, for an exit, the units
+    The trading state comes first (see the module docstring), then the broker account and the
+    shadow pool's adapter, then, for an exit, the units
     held, for an entry, the limits. ``passed`` is True when every check passed; ``reasons``
     are the ``GateReason`` values of the failed ones, in the order they ran.
     """
-    checks: list[dict] = check_trading_state(order)
+    checks: list[dict] = check_trading_state(order) + check_account_and_adapter(order)
     if order.is_exit:
         checks.append(
             _check(

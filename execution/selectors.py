@@ -19,12 +19,16 @@ from portfolio.selectors import pool_as_of as _pool_as_of
 def pending_orders(pool: Pool | int) -> tuple[PendingOrder, ...]:
     """The pool's orders that may still turn into a fill (``PENDING_STATUSES``). One query."""
     rows = Order.objects.filter(pool=pool, status__in=PENDING_STATUSES).values_list(
-        "id", "entity_id", "entity__sector", "side", "quantity", "estimated_value", "commitment_id"
+        "id",
+        "entity_id",
+        "entity__sector",
+        "side",
+        "quantity",
+        "estimated_value",
+        "commitment_id",
+        "status",
     )
-    return tuple(
-        PendingOrder(pk, symbol, sector, side, quantity, estimate, commitment_id)
-        for pk, symbol, sector, side, quantity, estimate, commitment_id in rows.order_by("id")
-    )
+    return tuple(PendingOrder(*row) for row in rows.order_by("id"))
 
 
 def pool_as_of(pool: Pool, now: datetime, **options: Any) -> PoolState:

@@ -16,6 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from decisions.engine import run_decision_cycle
+from execution.account_rules import AccountCheck
+from execution.keys import client_order_id_for
 from execution.models import Order, RiskEvaluation
 from execution.risk import GateReason, OrderRiskInput, PoolRiskLimits, evaluate_order
 from execution.worker import process_order
@@ -56,6 +58,7 @@ BASE = OrderRiskInput(
     breakers_in_force=(),
     breaker_until=None,
     entity_cooldown_until=None,
+    account=AccountCheck(True, ""),
 )
 
 
@@ -274,7 +277,8 @@ def test_exit_of_a_halted_pool_reaches_the_broker(http_pool, broker, session_now
 
     assert result.status == "filled"
     sell = [r for r in broker.received if r.method == "POST"][-1]
-    assert sell.body["side"] == "sell" and sell.body["client_order_id"] == exit_.idempotency_key
+    assert sell.body["side"] == "sell"
+    assert sell.body["client_order_id"] == client_order_id_for(exit_.idempotency_key)
     evaluation = _evaluation(exit_)
     assert evaluation.passed
     halt = next(c for c in evaluation.checks if c["check"] == "trading_state")
@@ -376,3 +380,57 @@ def test_cleared_breaker_no_longer_stops_an_entry(pool, session_now):
     )
 
     assert process_order(entry.pk, later).status == "filled"
+
+
+# --- the reconciliation hold (pure) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("order", "reasons"),
+    [
+        pytest.param(_entry(reduce_only=False), (), id="entry-not-held"),
+        pytest.param(_entry(reduce_only=True), ("reconciliation_hold",), id="entry-held"),
+        pytest.param(
+            _entry(reduce_only=True, opens_new_commitment=False, held_units=Decimal("10")),
+            ("reconciliation_hold",),
+            id="add-to-a-held-commitment",
+        ),
+        pytest.param(_exit(reduce_only=True), (), id="exit-covered-held"),
+        pytest.param(
+            _exit(reduce_only=True, quantity=Decimal("11")),
+            ("exit_exceeds_units_held",),
+            id="exit-beyond-units-held",
+        ),
+        pytest.param(
+            _entry(reduce_only=True, halted=True),
+            ("pool_halted", "reconciliation_hold"),
+            id="entry-held-and-halted",
+        ),
+    ],
+)
+def test_reconciliation_hold_stops_buys_of_a_held_entity_not_sells(order, reasons):
+    result = evaluate_order(order, LIMITS)
+
+    assert result.reasons == reasons
+    check = _check(result, "reconciliation")
+    held = "reconciliation_hold" in reasons
+    assert check["passed"] is not held
+    assert check["observed"] == ("AAA" if order.reduce_only else "none")
+    assert check["limit"] == ("reduce_only" if order.reduce_only else "none")
+    assert check["reason"] == ("reconciliation_hold" if held else "")
+
+
+def test_the_hold_is_recorded_with_the_trading_state_for_every_order():
+    for order in (_entry(), _exit()):
+        names = [c["check"] for c in evaluate_order(order, LIMITS).checks]
+        assert names[:4] == [*TRADING_STATE_CHECKS, "reconciliation"]
+    assert BASE.reduce_only is False  # the default: no caller has to know about holds
+
+
+@given(held=st.integers(min_value=1, max_value=1000), data=st.data())
+def test_a_hold_never_traps_a_covered_exit(held, data):
+    units = Decimal(data.draw(st.integers(min_value=1, max_value=held)))
+
+    order = _exit(quantity=units, held_units=Decimal(held), reduce_only=True)
+
+    assert evaluate_order(order, LIMITS).passed

@@ -22,6 +22,7 @@ from decisions.engine import run_decision_cycle
 from decisions.schedules import RETIRED_SCHEDULES, SCHEDULES, setup_schedules
 from execution import worker
 from execution.adapters import AlpacaHttpAdapter
+from execution.keys import client_order_id_for
 from execution.models import Order, OrderStatus
 from execution.worker import (
     LEASE_SECONDS,
@@ -103,6 +104,9 @@ class _ObservingAdapter:
 
     def lookup(self, client_order_id):
         return self.inner.lookup(client_order_id)
+
+    def account(self):
+        return self.inner.account()
 
 
 # --- the lease on the worker's own path -------------------------------------------------------
@@ -198,7 +202,7 @@ def test_the_lease_moves_forward_while_a_slow_submit_is_in_flight(
     assert max(leases) >= submitted + timedelta(seconds=4)
     done = Order.objects.get(pk=order.pk)
     assert done.lease_owner == "" and done.lease_expires_at is None
-    assert _posts(broker, order.idempotency_key) == 1
+    assert _posts(broker, client_order_id_for(order.idempotency_key)) == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -250,12 +254,12 @@ def test_an_order_killed_before_the_post_is_queued_again_and_sent_once(
     assert order.handed_out_at == expired
     assert get_broker().queue_size() == 1  # handed to the task queue at once
     get_broker().purge_queue()
-    assert _lookups(broker) == 1 and _posts(broker, order.idempotency_key) == 0
+    assert _lookups(broker) == 1 and _posts(broker, client_order_id_for(order.idempotency_key)) == 0
 
     assert process_order(queued_order.pk, session_now).status == "filled"
     assert settle_expired_leases(expired + timedelta(minutes=1)) == []
-    assert _posts(broker, order.idempotency_key) == 1
-    assert set(broker.orders) == {order.idempotency_key}
+    assert _posts(broker, client_order_id_for(order.idempotency_key)) == 1
+    assert set(broker.orders) == {client_order_id_for(order.idempotency_key)}
     assert Commitment.objects.get().units == order.quantity
 
 
@@ -267,7 +271,11 @@ def test_an_order_killed_after_the_broker_accepted_it_is_booked_from_the_lookup(
     adapter = build_adapter(claimed.pool, session_now)
     from execution.adapters import OrderRequest
 
-    adapter.submit(OrderRequest(claimed.idempotency_key, SYMBOL, claimed.side, claimed.quantity))
+    adapter.submit(
+        OrderRequest(
+            client_order_id_for(claimed.idempotency_key), SYMBOL, claimed.side, claimed.quantity
+        )
+    )
     expired = claimed.lease_expires_at + timedelta(seconds=1)
 
     (settled,) = settle_expired_leases(expired)
@@ -279,7 +287,7 @@ def test_an_order_killed_after_the_broker_accepted_it_is_booked_from_the_lookup(
     assert reconcile_order(queued_order.pk, expired).detail == "nothing to reconcile"
     assert process_order(queued_order.pk, session_now).detail == "not claimable"
     assert Commitment.objects.get().units == order.quantity
-    assert _posts(broker, order.idempotency_key) == 1
+    assert _posts(broker, client_order_id_for(order.idempotency_key)) == 1
 
 
 def test_a_failed_lookup_leaves_the_order_submitting_for_the_next_run(
@@ -297,7 +305,7 @@ def test_a_failed_lookup_leaves_the_order_submitting_for_the_next_run(
     assert first.status == second.status == OrderStatus.SUBMITTING
     assert first.detail.startswith("lookup failed")
     assert second.status == "submitting"  # the broker is not asked to take it blindly
-    assert _posts(broker, claimed.idempotency_key) == 0
+    assert _posts(broker, client_order_id_for(claimed.idempotency_key)) == 0
     (third,) = settle_expired_leases(expired + timedelta(seconds=1))
     assert third.status == OrderStatus.QUEUED
 
@@ -342,7 +350,9 @@ def test_an_answer_after_the_lease_was_lost_is_applied_only_when_the_broker_hold
     assert late.status == OrderStatus.QUEUED and late.detail.startswith("lease lost")
     # ... but a fill it brings back is the broker's word: booked once.
     answer = adapter.submit(
-        OrderRequest(claimed.idempotency_key, SYMBOL, claimed.side, claimed.quantity)
+        OrderRequest(
+            client_order_id_for(claimed.idempotency_key), SYMBOL, claimed.side, claimed.quantity
+        )
     )
     filled = record_response(
         claimed.pk, answer, session_now, expected=OrderStatus.SUBMITTING, lease_owner=DEAD
@@ -411,7 +421,11 @@ def test_two_settlers_at_once_settle_each_order_once(_source_tiers, broker, sess
     from execution.adapters import OrderRequest
 
     for order in claimed[::2]:
-        adapter.submit(OrderRequest(order.idempotency_key, order.entity_id, "buy", order.quantity))
+        adapter.submit(
+            OrderRequest(
+                client_order_id_for(order.idempotency_key), order.entity_id, "buy", order.quantity
+            )
+        )
     expired = max(o.lease_expires_at for o in claimed) + timedelta(seconds=1)
     get_broker().purge_queue()
 
@@ -438,8 +452,20 @@ def test_two_sweepers_at_once_hand_each_order_out_once(_source_tiers, broker, se
     first, second = _in_threads(lambda: sweep_queued_orders(SWEEP_QUEUED_AFTER, later), 2)
 
     assert sorted(first + second) == sorted(o.pk for o in orders)
-    assert get_broker().queue_size() == len(orders)
+    # Each sweeper hands its orders out in batches: every order is in exactly one task.
+    assert sorted(_handed_out()) == sorted(o.pk for o in orders)
     get_broker().purge_queue()
+
+
+def _handed_out() -> list[int]:
+    """The order ids of the worker tasks waiting in the queue."""
+    from tests.api.conftest import queued_tasks
+
+    ids = []
+    for task in queued_tasks():
+        (arg,) = task["args"]
+        ids += arg if task["func"] == "execution.tasks.process_orders" else [arg]
+    return ids
 
 
 # --- the schedules ----------------------------------------------------------------------------

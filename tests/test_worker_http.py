@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from decisions.engine import run_decision_cycle
+from execution.keys import client_order_id_for
 from execution.models import Order
 from execution.worker import process_order, reconcile_order
 from portfolio.models import Commitment, Pool
@@ -54,7 +55,7 @@ def test_fill_through_the_http_api_opens_the_commitment(queued_order, broker, se
     assert order.fill_value == Decimal("101.25")
     assert order.broker_order_id
     (post,) = _posts(broker)
-    assert post.body["client_order_id"] == order.idempotency_key
+    assert post.body["client_order_id"] == client_order_id_for(order.idempotency_key)
     assert Decimal(post.body["qty"]) == order.quantity
     assert broker.secret_key not in str(order.response_payload)
     commitment = Commitment.objects.get(pool=order.pool)
@@ -74,7 +75,7 @@ def test_timeout_leaves_the_order_unknown_and_never_resubmits(queued_order, brok
 
     # The broker did accept it: reconciliation finds the fill and books it once.
     assert reconcile_order(queued_order.pk, session_now).detail == "not found at broker yet"
-    _wait_until_stored(broker, queued_order.idempotency_key)
+    _wait_until_stored(broker, client_order_id_for(queued_order.idempotency_key))
     settled = reconcile_order(queued_order.pk, session_now)
     assert settled.status == "filled"
     assert reconcile_order(queued_order.pk, session_now).detail == "nothing to reconcile"
@@ -118,12 +119,19 @@ def test_broker_rejection_is_stored_and_opens_nothing(queued_order, broker, sess
     assert not Commitment.objects.exists()
 
 
-def test_rate_limited_order_is_rejected_not_resubmitted(queued_order, broker, session_now):
+def test_rate_limited_order_is_queued_again_not_resubmitted_at_once(
+    queued_order, broker, session_now
+):
     broker.inject("respond", status=429, method="POST", path="/v2/orders")
 
     result = process_order(queued_order.pk, session_now)
+    again = process_order(queued_order.pk, session_now)
 
-    assert result.status == "rejected" and result.detail == "rate_limited"
+    # Not sent (a 429 is never executed): queued, with a retry time, not claimed before it.
+    assert result.status == "queued" and result.detail.startswith("rate_limited")
+    order = Order.objects.get(pk=queued_order.pk)
+    assert order.status == "queued" and order.retry_not_before is not None
+    assert again.status == "queued" and again.detail == "not claimable"
     assert len(_posts(broker)) == 1
 
 

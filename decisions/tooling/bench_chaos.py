@@ -50,7 +50,9 @@ from decisions.tooling.cluster import (
     require_postgres_and_redis,
 )
 from execution.dispatch import enqueue_orders, queued_order
-from execution.models import Order, OrderStatus
+from execution.events import record_order_events
+from execution.keys import client_order_id_for, idempotency_key_prefix
+from execution.models import Order, OrderEventKind, OrderStatus
 from portfolio.models import Commitment, CommitmentStatus, Pool
 
 STAGES = ("before_claim", "between_claim_and_post", "during_post", "after_answer")
@@ -126,6 +128,7 @@ class _Orders:
             ]
             for order in orders:
                 order.save()
+            record_order_events(orders, OrderEventKind.QUEUED, now)
             ids = [order.pk for order in orders]
             transaction.on_commit(lambda: enqueue_orders(ids))
         return count
@@ -172,7 +175,7 @@ class _Chaos:
         now = timezone.now()
         self.pool, self.prices = build_http_pool("chaos", spec.symbols, now, self.rng)
         setup_schedules()
-        self.broker = FakeBroker(self.prices, cash="1000000000000").start()
+        self.broker = FakeBroker(self.prices, cash="1000000000000", rate_limit=None).start()
         self.orders = _Orders(self.pool, self.prices, spec.orders, self.rng)
         self.clusters: dict[str, ClusterProcess] = {}
         self.incarnations: list[ClusterProcess] = []
@@ -247,11 +250,25 @@ class _Chaos:
         )
 
     def _id_of(self, client_order_id: str) -> int | None:
+        prefix = idempotency_key_prefix(client_order_id)
+        if prefix is None:
+            return None
         return (
-            Order.objects.filter(idempotency_key=client_order_id)
+            Order.objects.filter(idempotency_key__startswith=prefix)
             .values_list("id", flat=True)
             .first()
         )
+
+    def _keep_account_fresh(self) -> None:
+        """Put the broker's account in the cache the clusters' claims read it from
+        (``execution.worker.account_cache_key``), read here through the broker's own URL."""
+        from django.core.cache import cache
+
+        from execution.adapters import AlpacaHttpAdapter
+        from execution.worker import ACCOUNT_CACHE_SECONDS, account_cache_key
+
+        adapter = AlpacaHttpAdapter(self.broker.url, self.broker.key_id, self.broker.secret_key)
+        cache.set(account_cache_key(self.broker.key_id), adapter.account(), ACCOUNT_CACHE_SECONDS)
 
     def kill(self, name: str, stage: str) -> Kill:
         cluster = self.clusters[name]
@@ -270,11 +287,14 @@ class _Chaos:
             deadline = time.monotonic() + STAGE_WAIT_S
             unseen_since: dict[int, float] = {}
             while time.monotonic() < deadline and kill.target is None:
+                # The claim reads the broker account first (through the paused listener too):
+                # kept fresh in the shared cache, so the claim goes ahead and its POST waits.
+                self._keep_account_fresh()
                 seen = {e.client_order_id for e in self.broker.exchanges}
                 for pk, key in Order.objects.filter(
                     pool=self.pool, status=OrderStatus.SUBMITTING
                 ).values_list("id", "idempotency_key"):
-                    if key not in seen:
+                    if client_order_id_for(key) not in seen:
                         first = unseen_since.setdefault(pk, time.monotonic())
                         if time.monotonic() - first >= 0.5:
                             kill.target = pk
@@ -390,21 +410,24 @@ class _Chaos:
                 "id", "idempotency_key", "status", "filled_quantity", "updated_at", "entity_id"
             )
         )
-        keys = {row["idempotency_key"]: row for row in rows}
+        for row in rows:
+            # The broker knows an order by the client order id derived from its key.
+            row["client_order_id"] = client_order_id_for(row["idempotency_key"])
+        keys = {row["client_order_id"]: row for row in rows}
         broker_orders = self.broker.orders
         executions = self.broker.executions()
         duplicates = sum(n - 1 for n in executions.values() if n > 1)
         phantoms = [key for key in broker_orders if key not in keys]
-        lost = [row["id"] for row in rows if row["idempotency_key"] not in broker_orders]
+        lost = [row["id"] for row in rows if row["client_order_id"] not in broker_orders]
         unsettled = [row["id"] for row in rows if row["status"] not in FINAL]
         mismatched = [
             row["id"]
             for row in rows
-            if row["idempotency_key"] in broker_orders
+            if row["client_order_id"] in broker_orders
             and (
-                row["status"] != broker_orders[row["idempotency_key"]]["status"]
+                row["status"] != broker_orders[row["client_order_id"]]["status"]
                 or row["filled_quantity"]
-                != Decimal(broker_orders[row["idempotency_key"]]["filled_qty"])
+                != Decimal(broker_orders[row["client_order_id"]]["filled_qty"])
             )
         ]
         books = dict(

@@ -131,7 +131,7 @@ def bench_latency(spec: LatencySpec, progress: Callable[[str], None]) -> dict:
         "create_service_account", "bench-latency", role="ingest", stdout=out, stderr=io.StringIO()
     )
     token = out.getvalue().strip()
-    broker = FakeBroker(prices, cash="1000000000000").start()
+    broker = FakeBroker(prices, cash="1000000000000", rate_limit=None).start()
     cluster = None
     latencies: list[float] = []
     try:

@@ -92,6 +92,8 @@ def cluster_env(broker_url: str, key_id: str, secret_key: str, workers: int) -> 
         EXECUTION_API_KEY_ID=key_id,
         EXECUTION_API_SECRET_KEY=secret_key,
         EXECUTION_API_TIMEOUT="10",
+        # The test broker runs without a rate limit: no client-side budget either.
+        EXECUTION_API_RATE_LIMIT="0",
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -1,9 +1,11 @@
-"""The demo: a seeded sample data set, a paper pool, and the engine run over simulated sessions.
+"""The demo: a seeded sample data set, a paper pool and a shadow pool following it, and the
+engine run over simulated sessions.
 
 Everything goes through the same functions production uses (imports, ``create_pool``,
-``set_engine_config``, ``run_engine_pass``); only the clock is simulated. The summary is
-built from the database afterwards, so it shows what the audit trail holds, not counters
-kept on the side.
+``change_engine_config``, ``create_pool_with_settings`` for the shadow, ``run_engine_pass``
+with ``run_with_shadows``); only the clock is simulated. The summary is built from the
+database afterwards, so it shows what the audit trail holds, not counters kept on the side;
+the shadow's summary is built the same way, to be read beside the demo pool's.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from decisions.tooling.sample_data import (
 from execution.models import Order
 from execution.selectors import pool_as_of
 from portfolio.actions import change_engine_config, create_pool
+from portfolio.config_overrides import parse_overrides
 from portfolio.imports import import_entities, import_reports, import_snapshots
 from portfolio.market_calendar import get_market_calendar
 from portfolio.models import Commitment, CommitmentStatus, LedgerTrigger, Pool
+from portfolio.shadows import create_pool_with_settings, run_with_shadows, settings_that_differ
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -41,6 +45,10 @@ DEMO_POOL_SETTINGS = {
     # would round most entries to a unit or two, so the demo shows the sizing steps at $5,000.
     "absolute_commitment_cap": "5000",
 }
+#: The shadow pool that follows the demo pool, and its one changed setting: half as many
+#: commitments at once, so the summary shows the same recommendations decided differently.
+DEMO_SHADOW = "demo-shadow"
+DEMO_SHADOW_SETTINGS = ("max_active_commitments=5",)
 
 
 @dataclass
@@ -69,6 +77,10 @@ class DemoSummary:
     breakers: Counter = field(default_factory=Counter)
     tier_changes: list[str] = field(default_factory=list)
     tier: str = ""
+    #: The shadow pool's summary (built the same way), and the settings it changes.
+    shadow: DemoSummary | None = None
+    shadow_of: str = ""
+    changed_settings: list[str] = field(default_factory=list)
 
 
 def pass_times(session: date) -> list[datetime]:
@@ -133,26 +145,54 @@ def run_demo(
         f"Pool 'demo': simulation, paper broker, {tier} tier, cash {cash:,.0f}, "
         f"absolute commitment cap {DEMO_POOL_SETTINGS['absolute_commitment_cap']}"
     )
+    shadow = create_pool_with_settings(
+        DEMO_SHADOW,
+        shadow_of=pool,
+        overrides=parse_overrides(DEMO_SHADOW_SETTINGS),
+        now=now,
+        actor="demo",
+        reason="the demo's shadow pool: the same recommendations, one setting changed",
+        via="command",
+    )
+    changed = settings_that_differ(shadow, pool).sentences
+    progress(f"Pool '{DEMO_SHADOW}': a paper shadow of 'demo' that {'; '.join(changed)}")
     passes = 0
     for index, session in enumerate(files.simulated_sessions, 1):
         day = Counter()
+        shadow_day = Counter()
         filled = 0
         events: list[str] = []
         for at in pass_times(session):
-            result = run_engine_pass(pool.pk, at)
+            result, shadows = run_with_shadows(
+                pool.pk, lambda pool_id, at=at: run_engine_pass(pool_id, at), loop="engine pass"
+            )
             passes += 1
             day.update(result.cycle.outcomes)
             filled += result.order_statuses.get("filled", 0)
             events += [e for loop in result.loops for e in loop.events if _worth_showing(e)]
-        held = Commitment.objects.filter(pool=pool, status=CommitmentStatus.OPEN).count()
+            for run in shadows:
+                if not run.failed:
+                    shadow_day.update(run.result.cycle.outcomes)
+        held = dict(
+            Commitment.objects.filter(status=CommitmentStatus.OPEN)
+            .values_list("pool_id")
+            .annotate(n=Count("id"))
+            .values_list("pool_id", "n")
+        )
         progress(
             f"  [{index:>2}/{len(files.simulated_sessions)}] {session}  "
             f"act {day['act']:>3}  defer {day['defer']:>3}  skip {day['skip']:>3}  "
-            f"fills {filled:>3}  open {held:>2}"
+            f"fills {filled:>3}  open {held.get(pool.pk, 0):>2}  │ shadow: "
+            f"act {shadow_day['act']:>3}  skip {shadow_day['skip']:>3}  "
+            f"open {held.get(shadow.pk, 0):>2}"
         )
         for event in events:
             progress(f"          · {event}")
-    return summarize(pool, files.simulated_sessions, passes, now, cash)
+    summary = summarize(pool, files.simulated_sessions, passes, now, cash)
+    summary.shadow = summarize(shadow, files.simulated_sessions, passes, now, shadow.cash)
+    summary.shadow.shadow_of = pool.name
+    summary.shadow.changed_settings = changed
+    return summary
 
 
 def _worth_showing(event: str) -> bool:
@@ -227,3 +267,40 @@ def summarize(
         ],
         tier=pool.risk_tier,
     )
+
+
+def side_by_side(summary: DemoSummary) -> list[tuple[str, str, str]]:
+    """The headline figures of the demo pool and its shadow, one (label, pool, shadow) row
+    each, for the demo command's summary."""
+    shadow = summary.shadow
+    if shadow is None:
+        return []
+
+    def decisions(s: DemoSummary) -> str:
+        return ", ".join(
+            f"{k} {s.decisions[k]}" for k in ("act", "defer", "skip") if s.decisions[k]
+        )
+
+    def orders(s: DemoSummary) -> str:
+        return f"{s.orders.get('filled', 0)} filled of {sum(s.orders.values())}"
+
+    def value(s: DemoSummary) -> str:
+        return f"{s.total_value:,.2f} ({s.total_value - s.starting_cash:+,.2f})"
+
+    rows = [
+        ("Decisions", decisions),
+        ("Orders", orders),
+        ("Open / closed", lambda s: f"{s.open_commitments} / {s.closed_commitments}"),
+        ("Realized gain", lambda s: f"{s.realized_gain:+,.2f}"),
+        ("Pool value", value),
+        ("Reserve", lambda s: f"{s.reserve_balance:,.2f}"),
+        ("Pool exposure", lambda s: f"{s.pool_exposure:,.2f}"),
+        ("Risk tier", lambda s: s.tier),
+    ]
+    skips = sorted(set(summary.skip_reasons) | set(shadow.skip_reasons))
+    rows += [
+        (f"  skip {reason}", lambda s, reason=reason: str(s.skip_reasons.get(reason, 0)))
+        for reason in skips
+        if summary.skip_reasons.get(reason, 0) != shadow.skip_reasons.get(reason, 0)
+    ]
+    return [(label, show(summary), show(shadow)) for label, show in rows]
