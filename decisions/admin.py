@@ -19,6 +19,7 @@ from decisions.models import DecisionRecord, Recommendation
 from execution.models import Order, RiskEvaluation
 from portfolio.models import Fill
 from project import charts
+from project.admin_config_versions import version_link
 from project.admin_tools import (
     EMPTY,
     ExactSearchMixin,
@@ -233,6 +234,7 @@ class DecisionRecordAdmin(LargeTableAdminMixin, ExactSearchMixin, ReadOnlyAuditA
                     "confidence",
                     "orders_links",
                     "commitment_links",
+                    "config_version_link",
                 )
             },
         ),
@@ -379,6 +381,12 @@ class DecisionRecordAdmin(LargeTableAdminMixin, ExactSearchMixin, ReadOnlyAuditA
         return format_html_join(
             ", ", "{}", ((admin_link(c),) for _, c in sorted(commitments.items()))
         )
+
+    @admin.display(description="configuration version")
+    def config_version_link(self, obj: DecisionRecord) -> str:
+        """The version of the settings the decision was made with (no query: the key is the
+        digest)."""
+        return version_link(obj.config_version_id)
 
     @admin.display(description="checks")
     def checks_table(self, obj: DecisionRecord) -> SafeString:

@@ -6,8 +6,9 @@ One cycle for one pool, as of ``now``:
 0. when the pool's ``market_data_fallback`` is on, fetch and store the latest trade of each
    candidate entity without a current value (``decisions.market_data``), outside the lock;
 1. lock the pool row (a second engine on the same pool waits for the first to commit);
-2. load everything once: configuration, tier, candidates, open commitments, pending orders,
-   bars (current values, ATR, the correlation matrix), report dates, breakers;
+2. load everything once: configuration (and its version, ``portfolio.config_versions``),
+   tier, candidates, open commitments, pending orders, bars (current values, ATR, the
+   correlation matrix), report dates, breakers;
 3. evaluate each candidate with the pure rules, highest confidence first, updating the
    in-memory pool after every ``act`` exactly as the source says;
 4. write the decision records, the repeat-skip updates and the queued orders in the same
@@ -28,7 +29,7 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, QuerySet
 
 from decisions.market_data import fetch_missing_values
 from decisions.models import (
@@ -48,8 +49,10 @@ from decisions.rules import (
 )
 from decisions.sizing import ZERO, SizingConfig
 from execution.dispatch import enqueue_orders, queued_order
-from execution.models import Order, OrderReason, OrderSide
+from execution.events import record_order_events
+from execution.models import Order, OrderEventKind, OrderReason, OrderSide
 from execution.selectors import pool_as_of
+from portfolio.config_versions import version_digest
 from portfolio.correlation import compute_return_correlations, weighted_average_correlation
 from portfolio.market_calendar import get_market_calendar
 from portfolio.models import EngineConfig, PerformanceReport, Pool
@@ -84,18 +87,26 @@ def sizing_config(config: EngineConfig) -> SizingConfig:
     return rule_config(SizingConfig, config)
 
 
-def candidate_rows(pool: Pool, config: EngineConfig, now: datetime) -> list[dict]:
+def candidate_rows(
+    pool: Pool,
+    config: EngineConfig,
+    now: datetime,
+    recommendations: QuerySet[Recommendation] | None = None,
+) -> list[dict]:
     """Fresh executable recommendations not yet processed for the pool. One query.
 
     ``action in (act, defer)``, a mode the pool accepts, generated within the age limit and
-    not after ``now``, highest confidence first, at most the per-cycle cap.
+    not after ``now``, highest confidence first, at most the per-cycle cap. ``recommendations``
+    narrows the rows looked at (a replay passes those already received at ``now``); default
+    every stored recommendation.
     """
     processed = DecisionRecord.objects.filter(
         pool=pool, recommendation=OuterRef("pk"), processed=True
     )
     oldest = now - timedelta(minutes=config.recommendation_max_age_minutes)
+    source = Recommendation.objects.all() if recommendations is None else recommendations
     return list(
-        Recommendation.objects.filter(
+        source.filter(
             action__in=EXECUTABLE_ACTIONS,
             mode__in=pool.accepted_modes,
             generated_at__gt=oldest,
@@ -117,8 +128,15 @@ def lock_pool(pool_id: int) -> Pool:
 
 
 @records_decision_cycle
-def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) -> CycleResult:
-    """Run one decision cycle for a pool as of ``now``; see the module docstring."""
+def run_decision_cycle(
+    pool_id: int,
+    now: datetime,
+    *,
+    dispatch: bool = True,
+    recommendations: QuerySet[Recommendation] | None = None,
+) -> CycleResult:
+    """Run one decision cycle for a pool as of ``now``; see the module docstring.
+    ``recommendations`` narrows the candidates' source (``candidate_rows``)."""
     calendar = get_market_calendar(now)
     # The pool's market data fallback, before the lock: no pool row is held during an HTTP
     # call, and the values it stores are found by the read model like any snapshot.
@@ -135,7 +153,7 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
                 "pool %s: market_data_fallback is on but MARKET_DATA_API_URL is not set",
                 pool.name,
             )
-        rows = candidate_rows(pool, config, now)
+        rows = candidate_rows(pool, config, now, recommendations)
         result.candidates = len(rows)
         if not rows:
             return result
@@ -200,6 +218,8 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
             sector_values=state.sector_values,
             pool_exposure=state.pool_exposure + state.pending_heat,
             commitment_values=state.commitment_values,
+            reduce_only=state.reduce_only,
+            unsettled=state.unsettled,
         )
         held = state.held
         open_units = {symbol: p.units for symbol, p in held.items()}
@@ -213,6 +233,8 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
         for symbol, value in state.commitment_values.items():
             weights[market.index[symbol]] = float(value)
 
+        # The configuration version every record of this cycle carries (one query: the tiers).
+        version = version_digest(pool, config)
         checks_cfg = check_config(config)
         sizing_cfg = sizing_config(config)
         new_records: list[DecisionRecord] = []
@@ -248,6 +270,7 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
             else:
                 evaluation = evaluate_defer(candidate, view)
             record = _record(pool, candidate, evaluation, view, breakers.active, now)
+            record.config_version_id = version
             if evaluation.processed:
                 seen.add(candidate.recommendation_id)
                 processed_ids.append(candidate.recommendation_id)
@@ -286,6 +309,7 @@ def run_decision_cycle(pool_id: int, now: datetime, *, dispatch: bool = True) ->
             for record, side, units, estimate, commitment_id in orders
         ]
         Order.objects.bulk_create(order_rows, batch_size=1000)
+        record_order_events(order_rows, OrderEventKind.QUEUED, now)
         result.new_records = len(new_records)
         result.repeat_records = len(repeats)
         result.order_ids = [o.pk for o in order_rows]
@@ -408,7 +432,9 @@ class PassResult:
         return Counter(str(o.status) for o in self.orders)
 
 
-def run_engine_pass(pool_id: int, now: datetime) -> PassResult:
+def run_engine_pass(
+    pool_id: int, now: datetime, *, recommendations: QuerySet[Recommendation] | None = None
+) -> PassResult:
     """Run every loop once for the pool, in this process, as of ``now``:
 
     risk threshold monitor → performance loop (sync, siphon, breakers, snapshot) → decision
@@ -416,6 +442,8 @@ def run_engine_pass(pool_id: int, now: datetime) -> PassResult:
 
     Used by ``run_engine --once`` and the demo, where a simulated clock drives everything; in
     production the django-q2 cluster runs the same functions on their schedules.
+    ``recommendations`` narrows the decision cycle's candidates (``candidate_rows``): the
+    replay passes those received by ``now``.
     """
     from decisions.loops import (
         run_performance_loop,
@@ -429,7 +457,7 @@ def run_engine_pass(pool_id: int, now: datetime) -> PassResult:
         run_risk_threshold_monitor(pool_id, now, dispatch=False),
         run_performance_loop(pool_id, now, dispatch=False),
     ]
-    cycle = run_decision_cycle(pool_id, now, dispatch=False)
+    cycle = run_decision_cycle(pool_id, now, dispatch=False, recommendations=recommendations)
     pool = Pool.objects.get(pk=pool_id)
     orders = drain_queued_orders(pool, now)
     loops.append(run_risk_tier_scheduler(pool_id, now))

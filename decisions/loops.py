@@ -26,7 +26,8 @@ from django.db import transaction
 from django.db.models import Sum
 
 from execution.dispatch import enqueue_orders, queued_order
-from execution.models import Order, OrderReason, OrderSide
+from execution.events import record_order_events
+from execution.models import Order, OrderEventKind, OrderReason, OrderSide
 from execution.selectors import pool_as_of
 from portfolio.books import levels_of, refresh_levels
 from portfolio.breakers import record_trigger
@@ -130,8 +131,13 @@ def _exit_order(
 
 
 def state_exits(state: PoolState) -> set[int]:
-    """Commitments with an exit order pending: the loops never add a second one."""
-    return {o.commitment_id for o in state.pending if not o.is_entry}
+    """Commitments with an exit order pending, and those of an entity with an order whose
+    outcome is not known yet (``unknown``, ``submitting``: ``PoolState.unsettled``): the
+    loops never add another order for them until it is settled."""
+    unsettled = state.unsettled
+    return {o.commitment_id for o in state.pending if not o.is_entry} | {
+        p.commitment_id for p in state.positions if p.symbol in unsettled
+    }
 
 
 def _exit_attempts(commitment_ids: list[int]) -> dict[int, int]:
@@ -235,6 +241,7 @@ def run_risk_threshold_monitor(
             ["risk_threshold", "gain_target", "atr", "highest_value", "trailing_active"],
         )
         Order.objects.bulk_create(orders)
+        record_order_events(orders, OrderEventKind.QUEUED, now)
         result.order_ids = [o.pk for o in orders]
         result.events += [o.note for o in orders]
         if any(o.reason == OrderReason.RISK_THRESHOLD for o in orders):
@@ -577,6 +584,7 @@ def run_rebalancer(pool_id: int, now: datetime, *, dispatch: bool = True) -> Loo
             if trim.commitment_id not in pending
         ]
         Order.objects.bulk_create(orders)
+        record_order_events(orders, OrderEventKind.QUEUED, now)
         result.order_ids = [o.pk for o in orders]
         result.detail = "; ".join(plan.notes) or (
             f"{len(orders)} trim(s)" if orders else "within the tier's limits"

@@ -10,7 +10,15 @@ from django.db.models import Q
 
 from decisions import vocabulary
 from decisions.vocabulary import LabelledStrEnum
-from portfolio.models import FRACTION, MONEY, QUANTITY, Entity, Pool, RiskTier
+from portfolio.models import (
+    FRACTION,
+    MONEY,
+    QUANTITY,
+    ConfigVersion,
+    Entity,
+    Pool,
+    RiskTier,
+)
 
 
 class RecommendationAction(models.TextChoices):
@@ -119,6 +127,15 @@ class DecisionRecord(models.Model):
     report_sessions_away = models.IntegerField(null=True, blank=True)
     report_proximity = models.CharField(max_length=20, blank=True)
     decision_trace = models.JSONField(default=dict)
+    config_version = models.ForeignKey(
+        ConfigVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="decisions",
+        help_text="The configuration the decision was made with (its first evaluation's); "
+        "empty on records written before versions existed",
+    )
     evaluated_at = models.DateTimeField(help_text="First evaluation (the cycle's clock)")
     last_evaluated_at = models.DateTimeField()
     evaluations = models.PositiveIntegerField(default=1)

@@ -3,6 +3,8 @@
 For an ``act`` recommendation the checks run in the source's order and the first failure wins:
 
 a. circuit breaker (and the operator's halt, and the entity's loss cooldown)
+   then, not in the source: the reconciliation hold (an entity whose units at the broker differ
+   from the books gets no entry until an operator acknowledges the difference)
 b. execution window
 c. confidence gate (confidence ≥ the tier's ``min_confidence``)
 d. deduplication
@@ -108,6 +110,11 @@ class PoolView:
     pool_exposure: Decimal
     commitment_values: Mapping[str, Decimal] = field(default_factory=dict)
     deducted: Decimal = ZERO
+    #: Entities held reduce-only by an open reconciliation event: no entry, exits pass.
+    reduce_only: frozenset[str] = frozenset()
+    #: Entities with an order ``unknown`` or ``submitting``: no new order, either side, until
+    #: it is settled.
+    unsettled: frozenset[str] = frozenset()
 
     @property
     def active_pool(self) -> Decimal:
@@ -229,6 +236,41 @@ def check_circuit_breaker(pool: PoolView, symbol: str, now: datetime) -> CheckRe
     return CheckResult("circuit_breaker", True, observed=[], detail="No breaker, halt or cooldown")
 
 
+def check_reconciliation_hold(pool: PoolView, symbol: str) -> CheckResult:
+    """After (a), not in the source: skip an entry in an entity held reduce-only because
+    position reconciliation found its units at the broker differing from the books, until an
+    operator acknowledges the difference (docs/decisions.md, "Reconciliation hold")."""
+    if symbol in pool.reduce_only:
+        return CheckResult(
+            "reconciliation",
+            False,
+            SkipReason.RECONCILIATION_HOLD,
+            observed=symbol,
+            limit="reduce_only",
+            detail=f"{symbol} held reduce-only: the broker's units differ from the books "
+            "(open reconciliation event)",
+        )
+    return CheckResult(
+        "reconciliation", True, observed=symbol, detail="No open reconciliation event"
+    )
+
+
+def check_order_settled(pool: PoolView, symbol: str) -> CheckResult | None:
+    """Before every other check, not in the source: an entity with an order whose outcome is
+    not known yet (``unknown``, ``submitting``) takes no new order, act or defer, until that
+    one is settled; the recommendation is not processed and is evaluated again at the next
+    cycle. Recorded only when it stops the recommendation (None otherwise)."""
+    if symbol not in pool.unsettled:
+        return None
+    return CheckResult(
+        "order_settled",
+        False,
+        SkipReason.ORDER_UNSETTLED,
+        observed=symbol,
+        detail=f"An order of {symbol} is unknown or submitting: no new order until it is settled",
+    )
+
+
 def check_execution_window(in_window: bool) -> CheckResult:
     """(b) Skip outside the exchange's session (holidays and early closes included)."""
     if in_window:
@@ -317,10 +359,16 @@ def evaluate_act(
     sizing_config: SizingConfig,
     now: datetime,
 ) -> Evaluation:
-    """Run checks (a)–(f), then the sizer, for an ``act`` recommendation."""
+    """Run checks (a)–(f), then the sizer, for an ``act`` recommendation; the reconciliation
+    hold right after (a), the last of the checks about the entity's trading state; an entity
+    with an unsettled order first of all (``check_order_settled``)."""
+    unsettled = check_order_settled(pool, candidate.symbol)
+    if unsettled is not None:
+        return _skip(unsettled.reason, [unsettled], processed=False)
     checks: list[CheckResult] = []
     for check in (
         lambda: check_circuit_breaker(pool, candidate.symbol, now),
+        lambda: check_reconciliation_hold(pool, candidate.symbol),
         lambda: check_execution_window(pool.in_execution_window),
         lambda: check_confidence(candidate.confidence, pool.tier),
     ):
@@ -376,8 +424,12 @@ def evaluate_act(
 def evaluate_defer(candidate: Candidate, pool: PoolView) -> Evaluation:
     """The source's simpler ``defer`` path: window, deduplication, the open commitment.
 
-    Exits are never blocked by a breaker or a halt: they only reduce risk.
+    Exits are never blocked by a breaker or a halt: they only reduce risk. An entity with an
+    unsettled order takes no exit either until it is settled (``check_order_settled``).
     """
+    unsettled = check_order_settled(pool, candidate.symbol)
+    if unsettled is not None:
+        return _skip(unsettled.reason, [unsettled], processed=False)
     checks: list[CheckResult] = []
     window = check_execution_window(pool.in_execution_window)
     checks.append(window)

@@ -5,14 +5,21 @@ holidays or early closes: the tier scheduler is scheduled at 13:00 and 16:00 on 
 runs only at or after the day's actual close, once; the rebalancer is scheduled every weekday
 at 09:45 and runs only in the first session of the week; the daily bar refresh runs at 16:20
 on weekdays and fetches the last complete session's bars (after an early close or on a holiday
-too: an upsert, so a run that finds them stored changes nothing). ``catch_up`` is off in
+too: an upsert, so a run that finds them stored changes nothing); position reconciliation runs
+every 15 minutes from 09:00 to 16:45 on weekdays (on a holiday it compares books and a broker
+that did not move, which is harmless). ``catch_up`` is off in
 Q_CLUSTER, so a stopped cluster does not replay the runs it missed.
+
+The order event export runs every 5 minutes and writes only when ``EVENTS_EXPORT_DESTINATION``
+is set (``decisions.tasks.export_order_events``; unset, a run returns at once).
 
 The order recovery (lease settler and sweeper) must run every ~30 s, below django-q2's finest
 schedule (once a minute): two once-a-minute schedules, (a) on the minute and (b) 30 s after
 it (``offset_seconds``). A minute schedule keeps the second of its ``next_run`` (django-q2
 adds whole minutes), so the offset holds; ``setup_schedules`` puts it back if an edit moved
-it. The arithmetic is in docs/decisions.md, "Leases: recovery in seconds".
+it. The arithmetic is in docs/decisions.md, "Leases: recovery in seconds". The order status
+sync (``execution.tasks.sync_orders``: fills of the orders the broker is still working) runs
+every ~30 s the same way, 15 s after each recovery run.
 """
 
 from __future__ import annotations
@@ -82,6 +89,32 @@ SCHEDULES = (
     ),
     ScheduleSpec(
         "execution: order reconciliation", "execution.tasks.reconcile_orders", Schedule.MINUTES, 5
+    ),
+    ScheduleSpec(
+        "execution: order status sync (a)",
+        "execution.tasks.sync_orders",
+        Schedule.MINUTES,
+        1,
+        offset_seconds=15,
+    ),
+    ScheduleSpec(
+        "execution: order status sync (b)",
+        "execution.tasks.sync_orders",
+        Schedule.MINUTES,
+        1,
+        offset_seconds=45,
+    ),
+    ScheduleSpec(
+        "execution: position reconciliation",
+        "decisions.tasks.reconcile_positions_all",
+        Schedule.CRON,
+        cron="*/15 9-16 * * 1-5",
+    ),
+    ScheduleSpec(
+        "lakehouse: order event export",
+        "decisions.tasks.export_order_events",
+        Schedule.MINUTES,
+        5,
     ),
 )
 

@@ -44,7 +44,8 @@ class Arriving(Protocol):
 def pools_for(recommendations: Iterable[Arriving], now: datetime) -> list[int]:
     """The pools that can take at least one of ``recommendations`` as of ``now``: an
     executable action, a mode the pool accepts, fresh under the pool's age limit and not
-    dated after ``now``. Two queries."""
+    dated after ``now``. Shadow pools are left out: ``decisions.tasks.triggered_cycle`` runs
+    them with the pool they follow. Two queries."""
     newest: dict[str, datetime] = {}
     for r in recommendations:
         if r.action in ("act", "defer") and r.generated_at <= now:
@@ -53,6 +54,8 @@ def pools_for(recommendations: Iterable[Arriving], now: datetime) -> list[int]:
         return []
     production = "production_eligible" in newest
     pools = Pool.objects.all() if production else Pool.objects.filter(mode=PoolMode.SIMULATION)
+    # A shadow pool is no target of its own: its cycle runs right after the pool it follows.
+    pools = pools.filter(shadow_of__isnull=True)
     ages = dict(
         EngineConfig.objects.filter(pool__in=pools).values_list(
             "pool_id", "recommendation_max_age_minutes"

@@ -52,6 +52,7 @@ class SkipReason(LabelledStrEnum):
     CIRCUIT_BREAKER_ACTIVE = "circuit_breaker_active", "Circuit breaker active"
     POOL_HALTED = "pool_halted", "Pool halted by an operator"
     ENTITY_COOLDOWN_ACTIVE = "entity_cooldown_active", "Entity in its loss cooldown"
+    RECONCILIATION_HOLD = "reconciliation_hold", "Entity held: books and broker differ"
     OUTSIDE_EXECUTION_WINDOW = "outside_execution_window", "Outside the execution window"
     INSUFFICIENT_CONFIDENCE = "insufficient_confidence", "Confidence below the tier minimum"
     DUPLICATE_RECOMMENDATION = "duplicate_recommendation", "Already processed"
@@ -60,6 +61,7 @@ class SkipReason(LabelledStrEnum):
     NO_CURRENT_VALUE = "no_current_value", "No current value"
     NO_OPEN_COMMITMENT = "no_open_commitment", "No open commitment to exit"
     EXIT_ALREADY_PENDING = "exit_already_pending", "An exit order is already pending"
+    ORDER_UNSETTLED = "order_unsettled", "An order of the entity is unknown or submitting"
     # Sizer rejections
     INSUFFICIENT_ACTIVE_POOL = "insufficient_active_pool", "No active pool to size against"
     POSITION_LIMIT_REACHED = "position_limit_reached", "Commitment already at its maximum size"

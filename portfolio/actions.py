@@ -34,12 +34,15 @@ from portfolio.config import (
 )
 from portfolio.errors import ActionError
 from portfolio.models import (
+    AdapterKind,
     BreakerType,
     EngineConfig,
     OperatorAction,
     OperatorActionKind,
     Pool,
     PoolRiskConfig,
+    ReconciliationEvent,
+    ReconciliationStatus,
     RiskTier,
     RiskTierConfig,
     RiskTierHistory,
@@ -50,6 +53,7 @@ from portfolio.selectors import get_engine_config, get_pool_risk_config, in_forc
 __all__ = [
     "ActionError",
     "ActionResult",
+    "acknowledge_reconciliation",
     "change_engine_config",
     "change_pool_risk_limits",
     "change_tier_params",
@@ -170,10 +174,11 @@ def record_operator_action(
 def create_pool(
     name: str,
     *,
-    mode: str,
-    cash: Decimal,
-    tier: str = RiskTier.CONSERVATIVE,
+    mode: str | None = None,
+    cash: Decimal | None = None,
+    tier: str | None = None,
     adapter: str = "paper",
+    shadow_of: Pool | str | None = None,
     actor: str,
     reason: str,
     now: datetime,
@@ -181,9 +186,29 @@ def create_pool(
 ) -> Pool:
     """Create a pool with its engine configuration, its execution risk limits and its first
     tier history row (conservative unless told otherwise). Raises ``ValidationError`` for a
-    bad name, mode, tier, adapter or cash, ``ActionError`` for a taken name."""
+    bad name, mode, tier, adapter or cash, ``ActionError`` for a taken name.
+
+    With ``shadow_of`` (a pool or its name) the pool is a shadow that follows it
+    (docs/decisions.md, "Shadow pools"): the followed pool's mode, its starting cash and tier
+    unless given, a copy of its engine settings and execution risk limits, and the paper
+    broker. ``ActionError`` when the followed pool does not exist or is itself a shadow, or
+    for another adapter or mode.
+    """
     actor, reason = _who_and_why(actor, reason)
-    pool = Pool(name=name, mode=mode, cash=cash, risk_tier=tier, adapter=adapter)
+    followed = None
+    if shadow_of is not None:
+        followed = _followed_pool(shadow_of, name=name, mode=mode, adapter=adapter)
+        start = _starting_values(followed)
+        mode = followed.mode
+        cash = start["cash"] if cash is None else cash
+        tier = start["risk_tier"] if tier is None else tier
+    missing = {key: "required" for key, value in (("mode", mode), ("cash", cash)) if value is None}
+    if missing:
+        raise ActionError(missing)
+    tier = tier or RiskTier.CONSERVATIVE
+    pool = Pool(
+        name=name, mode=mode, cash=cash, risk_tier=tier, adapter=adapter, shadow_of=followed
+    )
     # A taken name is the ActionError below, not a ValidationError of full_clean.
     pool.full_clean(validate_unique=False)
     try:
@@ -191,8 +216,17 @@ def create_pool(
             pool.save()
     except IntegrityError:
         raise ActionError({"name": f"a pool named {name!r} already exists"}) from None
-    EngineConfig.objects.create(pool=pool)
-    PoolRiskConfig.objects.create(pool=pool)
+    if followed is None:
+        EngineConfig.objects.create(pool=pool)
+        PoolRiskConfig.objects.create(pool=pool)
+    else:
+        engine, limits = get_engine_config(followed), get_pool_risk_config(followed)
+        EngineConfig.objects.create(
+            pool=pool, **{f: getattr(engine, f) for f in ENGINE_CONFIG_FIELDS}
+        )
+        PoolRiskConfig.objects.create(
+            pool=pool, **{f: getattr(limits, f) for f in POOL_RISK_FIELDS}
+        )
     RiskTierHistory.objects.create(
         pool=pool,
         previous_tier="",
@@ -202,6 +236,14 @@ def create_pool(
         actor=actor,
         changed_at=now,
     )
+    after = {
+        "mode": mode,
+        "cash": json_value(Decimal(cash)),
+        "risk_tier": tier,
+        "adapter": adapter,
+    }
+    if followed is not None:
+        after["shadow_of"] = followed.name
     _audit(
         OperatorActionKind.CREATE_POOL,
         pool,
@@ -210,14 +252,53 @@ def create_pool(
         now=now,
         via=via,
         before={},
-        after={
-            "mode": mode,
-            "cash": json_value(Decimal(cash)),
-            "risk_tier": tier,
-            "adapter": adapter,
-        },
+        after=after,
     )
     return pool
+
+
+def _followed_pool(shadow_of: Pool | str, *, name: str, mode: str | None, adapter: str) -> Pool:
+    """The pool a new shadow named ``name`` follows, or ``ActionError``: it must exist and not
+    be a shadow itself; the shadow takes its mode and only the paper broker."""
+    followed_name = shadow_of.name if isinstance(shadow_of, Pool) else str(shadow_of)
+    followed = Pool.objects.filter(name=followed_name).first()
+    errors = {}
+    if followed is None:
+        errors["shadow_of"] = f"no pool named {followed_name!r}"
+    elif followed.name == name:
+        errors["shadow_of"] = "a pool cannot follow itself"
+    elif followed.shadow_of_id is not None:
+        leader = Pool.objects.filter(pk=followed.shadow_of_id).values_list("name", flat=True)
+        errors["shadow_of"] = (
+            f"{followed.name!r} is itself a shadow (of {leader.first()!r}): a shadow follows a "
+            "pool that is no shadow"
+        )
+    if adapter != AdapterKind.PAPER:
+        errors["adapter"] = "a shadow pool sends its orders to the paper broker only"
+    if followed is not None and mode is not None and mode != followed.mode:
+        errors["mode"] = (
+            f"a shadow takes the mode of the pool it follows ({followed.mode}), so that it is "
+            "offered the same recommendations"
+        )
+    if errors:
+        raise ActionError(errors)
+    return followed
+
+
+def _starting_values(pool: Pool) -> dict[str, Any]:
+    """The cash and tier ``pool`` was created with (its ``create_pool`` audit row), or its
+    current ones for a pool created before audit rows existed."""
+    created = (
+        OperatorAction.objects.filter(pool=pool, action=OperatorActionKind.CREATE_POOL)
+        .order_by("created_at", "id")
+        .values_list("after", flat=True)
+        .first()
+    ) or {}
+    cash = created.get("cash")
+    return {
+        "cash": Decimal(str(cash)) if cash is not None else pool.cash,
+        "risk_tier": created.get("risk_tier") or pool.risk_tier,
+    }
 
 
 @transaction.atomic
@@ -481,4 +562,66 @@ def change_tier_params(
         before, after = {"tier": tier, **before}, {"tier": tier, **after}
     return _audit_change(
         OperatorActionKind.CHANGE_TIER_CONFIG, None, before, after, actor, reason, now, via
+    )
+
+
+# --- position reconciliation ------------------------------------------------------------------
+
+
+@transaction.atomic
+def acknowledge_reconciliation(
+    event: ReconciliationEvent | int,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    via: str = "",
+) -> ActionResult:
+    """Acknowledge an open reconciliation event: the operator has looked at the difference
+    between the books and the broker (and corrected whatever needed correcting elsewhere).
+    The entity's reduce-only hold ends with it. The books are not touched: reconciliation never
+    overwrites them. A later run that finds the same difference (the broker's value less the
+    books' unchanged) does not open a new event; a different one does.
+
+    Raises ``ActionError`` for an unknown event or one already acknowledged (by whom and when).
+    """
+    actor, reason = _who_and_why(actor, reason)
+    event_id = event.pk if isinstance(event, ReconciliationEvent) else event
+    locked = (
+        ReconciliationEvent.objects.select_for_update(of=("self",))
+        .select_related("pool")
+        .filter(pk=event_id)
+        .first()
+    )
+    if locked is None:
+        raise ActionError({"event": f"no reconciliation event #{event_id}"})
+    if locked.status != ReconciliationStatus.OPEN:
+        when = locked.acknowledged_at.isoformat() if locked.acknowledged_at else "earlier"
+        raise ActionError({"event": f"already acknowledged by {locked.acknowledged_by} at {when}"})
+    before = {
+        "event": locked.pk,
+        "subject": locked.subject,
+        "symbol": locked.symbol,
+        "books": json_value(locked.books_value),
+        "broker": json_value(locked.broker_value),
+        "status": locked.status,
+    }
+    locked.status = ReconciliationStatus.ACKNOWLEDGED
+    locked.acknowledged_at = now
+    locked.acknowledged_by = actor
+    locked.acknowledge_reason = reason
+    locked.save(
+        update_fields=["status", "acknowledged_at", "acknowledged_by", "acknowledge_reason"]
+    )
+    what = f"{locked.symbol} units" if locked.symbol else "cash"
+    return _audit(
+        OperatorActionKind.ACKNOWLEDGE_RECONCILIATION,
+        locked.pool,
+        actor=actor,
+        reason=reason,
+        now=now,
+        via=via,
+        before=before,
+        after={"event": locked.pk, "status": locked.status},
+        detail=f"acknowledged the {what} difference of pool {locked.pool.name}",
     )

@@ -20,6 +20,7 @@ runs a fixed number of queries, whatever the number of decisions and orders.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,12 +41,16 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from decisions.counterfactual import signed_money
+from decisions.gate_results import DEFAULT_DAYS as GATE_RESULTS_DAYS
+from decisions.gate_results import gate_results
 from decisions.models import DecisionOutcome, DecisionRecord, SkipReason
 from execution.models import Order, OrderStatus
 from execution.selectors import pool_as_of
 from portfolio import actions
 from portfolio.actions import ActionResult
 from portfolio.config import ENGINE_CONFIG_FIELDS, POOL_RISK_FIELDS, TIER_FIELDS
+from portfolio.config_versions import tier_rows
 from portfolio.errors import ActionError
 from portfolio.heartbeat import DECISION_CYCLE, LOOPS
 from portfolio.market_calendar import get_market_calendar
@@ -63,6 +68,8 @@ from portfolio.models import (
     Pool,
     PoolRiskConfig,
     PoolSnapshot,
+    ReconciliationEvent,
+    ReconciliationStatus,
     ReserveLedgerEntry,
     RiskTier,
     RiskTierConfig,
@@ -70,6 +77,7 @@ from portfolio.models import (
     TelemetryCounter,
 )
 from portfolio.selectors import PoolState, in_force
+from portfolio.shadows import SHADOW_FAILURES, settings_that_differ
 from portfolio.valuation import PositionView
 from project import charts
 from project.admin_tools import (
@@ -840,6 +848,157 @@ def last_session_bounds(pool: Pool) -> tuple[datetime, datetime] | None:
     return start, datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=NEW_YORK)
 
 
+# --- shadow pools beside the pool they follow --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShadowColumn:
+    """One pool of a followed pool's group on the dashboard: the followed pool or one of its
+    shadows, with its value, its day, its decisions in the window and the settings it
+    changes from the followed pool (none for the followed pool itself)."""
+
+    pool: Pool
+    cells: dict[str, Any]
+    dashboard_url: str
+    is_current: bool
+    decisions: dict[str, int]
+    top_skips: list[tuple[str, int]]
+    differs: list[str]
+    failures: int = 0
+
+
+def shadow_group(
+    pool: Pool,
+    glance: PoolGlance,
+    now: datetime,
+    window: tuple[datetime, datetime] | None,
+) -> list[ShadowColumn]:
+    """The followed pool and its shadows side by side (whichever of them ``pool`` is), for
+    the dashboard; empty for a pool that follows none and has no shadow (one query then).
+    Otherwise a few queries per shadow (its read model) and four for the group: the
+    decisions in ``window`` by pool and outcome, the tiers' rows, the shadows' failures."""
+    leader_id = pool.shadow_of_id or pool.pk
+    members = list(
+        Pool.objects.filter(Q(pk=leader_id) | Q(shadow_of_id=leader_id))
+        .select_related("engine_config")
+        .order_by("name")
+    )
+    if len(members) < 2:
+        return []
+    members.sort(key=lambda p: (p.shadow_of_id is not None, p.name))
+    others = [p for p in members if p.pk != pool.pk]
+    glances = {g.pool.pk: g for g in pool_glances(others, now)} | {pool.pk: glance}
+    ids = [p.pk for p in members]
+    counts: dict[int, Counter] = {pk: Counter() for pk in ids}
+    skips: dict[int, Counter] = {pk: Counter() for pk in ids}
+    if window is not None:
+        for pool_id, outcome, reason, n in (
+            DecisionRecord.objects.filter(
+                pool_id__in=ids, evaluated_at__gte=window[0], evaluated_at__lt=window[1]
+            )
+            .values_list("pool_id", "outcome", "skip_reason")
+            .annotate(n=Count("id"))
+            .order_by()
+        ):
+            counts[pool_id][outcome] += n
+            if reason:
+                skips[pool_id][reason] += n
+    failures = dict(
+        TelemetryCounter.objects.filter(pool_id__in=ids, metric=SHADOW_FAILURES)
+        .values_list("pool_id")
+        .annotate(n=Sum("total"))
+        .values_list("pool_id", "n")
+    )
+    tiers = tier_rows()
+    leader = members[0]
+    columns = []
+    for member in members:
+        member_glance = glances[member.pk]
+        differs = []
+        if member.pk != leader.pk:
+            differs = settings_that_differ(
+                member,
+                leader,
+                tiers=tiers,
+                shadow_config=member_glance.config,
+                followed_config=glances[leader.pk].config,
+            ).sentences or ["no setting differs"]
+        columns.append(
+            ShadowColumn(
+                pool=member,
+                cells=glance_cells(member_glance),
+                dashboard_url=reverse("admin:portfolio_pool_dashboard", args=[member.pk]),
+                is_current=member.pk == pool.pk,
+                decisions={k: counts[member.pk][k] for k in ("act", "defer", "skip")},
+                top_skips=skips[member.pk].most_common(3),
+                differs=differs,
+                failures=failures.get(member.pk, 0),
+            )
+        )
+    return columns
+
+
+def overview_order(glances: list[PoolGlance]) -> list[PoolGlance]:
+    """The overview's rows: the pools that follow none, those needing attention first, each
+    with its shadows right under it (by name)."""
+    order = {"alert": 0, "warn": 1, "ok": 2}
+    leaders = sorted(
+        (g for g in glances if g.pool.shadow_of_id is None),
+        key=lambda g: (order[g.level], g.pool.name),
+    )
+    shadows: dict[int, list[PoolGlance]] = {}
+    for g in sorted(glances, key=lambda g: g.pool.name):
+        if g.pool.shadow_of_id is not None:
+            shadows.setdefault(g.pool.shadow_of_id, []).append(g)
+    rows = []
+    for g in leaders:
+        rows.append(g)
+        rows += shadows.pop(g.pool.pk, [])
+    return rows + [g for group in shadows.values() for g in group]
+
+
+# --- what each gate saved or cost (decisions.gate_results) ----------------------------------
+
+
+def gate_results_panel(
+    pool: Pool,
+    now: datetime,
+    config: EngineConfig | None = None,
+    tier_configs: list[RiskTierConfig] | None = None,
+) -> dict[str, Any] | None:
+    """The dashboard's "What each gate saved or cost" over the last 30 days, followed up to
+    now: one row per skip reason (largest |result| first) and the total, each result signed
+    and its sign's colour; None (and the error logged) when it cannot be computed. A fixed
+    number of queries (``decisions.gate_results``; three with the configuration and the
+    tiers given)."""
+    try:
+        start = now - timedelta(days=GATE_RESULTS_DAYS)
+        results = gate_results(pool, start, now, now, config=config, tier_rows=tier_configs)
+    except Exception:
+        logger.exception("pool %s: gate results could not be computed", pool)
+        return None
+
+    def sign(value: Decimal) -> str:
+        return "up" if value > 0 else "down" if value < 0 else ""
+
+    return {
+        "results": results,
+        "rows": [
+            {
+                "reason": total.reason,
+                "label": total.label,
+                "kept_out": total.kept_out,
+                "no_value": total.no_value,
+                "result": signed_money(total.result),
+                "sign": sign(total.result),
+            }
+            for total in results.reasons
+        ],
+        "total": signed_money(results.result),
+        "total_sign": sign(results.result),
+    }
+
+
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
     """Pools: name, mode and adapter are editable; money, tier and the halt are not. Halt,
@@ -869,7 +1028,7 @@ class PoolAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         ("Current state", {"fields": ("current_state",)}),
-        (None, {"fields": ("name", "mode", "adapter")}),
+        (None, {"fields": ("name", "mode", "adapter", "shadow_of")}),
         (
             "Moved only by the engine and the operator actions",
             {"fields": ("cash", "reserve_balance", "risk_tier", "created_at", "updated_at")},
@@ -883,6 +1042,7 @@ class PoolAdmin(admin.ModelAdmin):
         "name",
         "mode",
         "adapter",
+        "shadow_of",
         "cash",
         "reserve_balance",
         "risk_tier",
@@ -952,6 +1112,11 @@ class PoolAdmin(admin.ModelAdmin):
             changelist_link(RiskTierHistory, {"pool__id__exact": obj.pk}, "tier history"),
             changelist_link(CircuitBreakerEvent, {"pool__id__exact": obj.pk}, "breaker events"),
             changelist_link(OperatorAction, {"pool__id__exact": obj.pk}, "operator actions"),
+            changelist_link(
+                ReconciliationEvent,
+                {"pool__id__exact": obj.pk, "status__exact": ReconciliationStatus.OPEN},
+                "open reconciliation events",
+            ),
         ]
         engine = EngineConfig.objects.filter(pool=obj).first()
         if engine is not None:
@@ -1015,12 +1180,14 @@ class PoolAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         now = timezone.now()
-        glances = pool_glances(list(Pool.objects.order_by("name")), now)
-        order = {"alert": 0, "warn": 1, "ok": 2}
-        glances.sort(key=lambda g: (order[g.level], g.pool.name))
+        glances = overview_order(pool_glances(list(Pool.objects.order_by("name")), now))
+        names = {glance.pool.pk: glance.pool.name for glance in glances}
         context = {
             **self.console_context(request, "Pools overview"),
-            "rows": [glance_cells(glance) for glance in glances],
+            "rows": [
+                glance_cells(glance) | {"shadow_of": names.get(glance.pool.shadow_of_id)}
+                for glance in glances
+            ],
             "now": now,
             "can_change": self.has_change_permission(request),
         }
@@ -1042,7 +1209,8 @@ class PoolAdmin(admin.ModelAdmin):
         snapshots = list(
             PoolSnapshot.objects.filter(pool=pool).order_by("-session", "-id")[:CHART_SESSIONS]
         )[::-1]
-        heat = dict(RiskTierConfig.objects.values_list("name", "max_portfolio_heat"))
+        tier_configs = list(RiskTierConfig.objects.all())
+        heat = {row.name: row.max_portfolio_heat for row in tier_configs}
         last_session = last_session_bounds(pool)
         context = {
             **self.console_context(request, f"Pool {pool.name}"),
@@ -1059,6 +1227,7 @@ class PoolAdmin(admin.ModelAdmin):
             "last_session": last_session[0].date() if last_session else None,
             "skips_last_session": skip_counts(pool, *last_session) if last_session else [],
             "skips_30_days": skip_counts(pool, now - timedelta(days=30), None),
+            "gate_results": gate_results_panel(pool, now, glance.config, tier_configs),
             "orders": list(
                 Order.objects.filter(pool=pool)
                 .select_related("entity")
@@ -1084,6 +1253,7 @@ class PoolAdmin(admin.ModelAdmin):
             ),
             "can_change": self.has_change_permission(request, pool),
             "links": self.related_links(pool),
+            "shadow_columns": shadow_group(pool, glance, now, last_session),
         }
         return TemplateResponse(request, self.dashboard_template, context)
 
@@ -1854,3 +2024,146 @@ class RiskTierConfigAdmin(AuditedConfigAdmin):
     fields = ("name", "level", *TIER_FIELDS, "updated_at", "reason")
     ordering = ("level",)
     list_per_page = 50
+
+
+# --- position reconciliation ------------------------------------------------------------------
+
+
+class AcknowledgeReconciliationForm(forms.Form):
+    """Acknowledge a reconciliation event: a reason is required."""
+
+    reason = reason_field(
+        help_text="What the difference was and what was done about it; recorded with your "
+        "username. The entity's reduce-only hold ends; the books are not changed."
+    )
+
+
+@admin.register(ReconciliationEvent)
+class ReconciliationEventAdmin(ExactSearchMixin, ReadOnlyAuditAdmin):
+    """Differences between the books and the broker found by position reconciliation
+    (``execution.reconciliation``). Read-only: the only change is the **Acknowledge** button of
+    an open event (``<id>/acknowledge/``), which asks for a reason and calls
+    ``actions.acknowledge_reconciliation``; it needs the change permission on pools, as the
+    pool actions do. An open event whose difference is gone stays open: the page says so."""
+
+    change_form_template = "admin/portfolio/reconciliationevent/change_form.html"
+    acknowledge_template = "admin/portfolio/reconciliationevent/acknowledge.html"
+
+    list_display = (
+        "first_seen_at",
+        "pool",
+        "subject",
+        "symbol",
+        "books_value",
+        "broker_value",
+        "difference",
+        "status",
+        "seen_count",
+        "last_seen_at",
+        "agreement",
+    )
+    list_filter = ("status", "subject", "pool")
+    list_select_related = ("pool",)
+    upper_search_fields = ("symbol",)
+    search_help_text = "Exact entity symbol"
+    ordering = ("-first_seen_at", "-id")
+    fields = (
+        "pool",
+        "subject",
+        "symbol",
+        "books_value",
+        "broker_value",
+        "difference",
+        "status",
+        "agreement",
+        "first_seen_at",
+        "last_seen_at",
+        "seen_count",
+        "agreed_at",
+        "acknowledged_at",
+        "acknowledged_by",
+        "acknowledge_reason",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="broker − books")
+    def difference(self, obj: ReconciliationEvent) -> Decimal:
+        return obj.difference
+
+    @admin.display(description="now")
+    def agreement(self, obj: ReconciliationEvent) -> str:
+        """Whether the difference is still there, in words (an open event stays open until
+        acknowledged, even once books and broker agree again)."""
+        if not obj.is_open:
+            return f"acknowledged by {obj.acknowledged_by}"
+        if obj.agreed_at is not None:
+            return (
+                f"difference gone since {format_eastern(obj.agreed_at)}: still held until "
+                "an operator acknowledges"
+            )
+        held = f"{obj.symbol} held reduce-only" if obj.symbol else "no entity held"
+        return f"still differing at the last run: {held}"
+
+    def can_acknowledge(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("portfolio.change_pool")
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.opts
+        return [
+            path(
+                "<path:object_id>/acknowledge/",
+                self.admin_site.admin_view(self.acknowledge_view),
+                name=f"{opts.app_label}_{opts.model_name}_acknowledge",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra = {"can_acknowledge": self.can_acknowledge(request), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra)
+
+    def acknowledge_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The acknowledgement form of one event: on a valid POST, one audited action, then
+        back to the event with a success message, or the form again with the refusal (already
+        acknowledged). Requires the change permission on pools (403 otherwise)."""
+        event = self.get_object(request, unquote(object_id))
+        if event is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.can_acknowledge(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = AcknowledgeReconciliationForm(request.POST)
+            if form.is_valid():
+                try:
+                    result = actions.acknowledge_reconciliation(
+                        event,
+                        actor=request.user.get_username(),
+                        reason=form.cleaned_data["reason"],
+                        now=timezone.now(),
+                        via=VIA,
+                    )
+                except ActionError as exc:
+                    show_action_errors(form, exc)
+                else:
+                    messages.success(request, f"Acknowledged: {result.detail}.")
+                    return HttpResponseRedirect(change_url(event))
+        else:
+            form = AcknowledgeReconciliationForm()
+        request.current_app = self.admin_site.name
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Acknowledge: {event}",
+            "opts": self.opts,
+            "original": event,
+            "form": form,
+            "agreement": self.agreement(event),
+            "event_url": change_url(event),
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, self.acknowledge_template, context)

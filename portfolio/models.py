@@ -107,6 +107,15 @@ class Pool(models.Model):
     last_rebalance_session = models.DateField(
         null=True, blank=True, help_text="Session in which the weekly rebalancer last ran"
     )
+    shadow_of = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="shadows",
+        help_text="The pool this paper pool follows: the same recommendations, in the same "
+        "cycles, with its own settings (docs/decisions.md, 'Shadow pools')",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -115,10 +124,20 @@ class Pool(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=Q(reserve_balance__gte=0), name="pool_reserve_nonneg"),
+            # A shadow never sends an order anywhere but the paper broker.
+            models.CheckConstraint(
+                condition=Q(shadow_of__isnull=True) | Q(adapter="paper"),
+                name="shadow_pool_is_paper",
+            ),
+            models.CheckConstraint(condition=~Q(shadow_of=F("id")), name="shadow_pool_not_itself"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_shadow(self) -> bool:
+        return self.shadow_of_id is not None
 
     @property
     def accepted_modes(self) -> tuple[str, ...]:
@@ -570,6 +589,46 @@ class PoolRiskConfig(models.Model):
         return f"Risk limits of {self.pool}"
 
 
+class ConfigVersion(models.Model):
+    """One version of a pool's configuration: the canonical document of its engine settings and
+    every risk tier's parameters, stored under its SHA-256 (``portfolio.config_versions``).
+
+    Content-addressed: the row is written the first time a decision cycle runs with that
+    content and never changed; pools whose settings are equal share it. Every decision record
+    names the version it was made with (``execution_decisions.config_version_id``).
+    """
+
+    digest = models.CharField(
+        max_length=64, primary_key=True, help_text="SHA-256 (hex) of the canonical content"
+    )
+    content = models.JSONField(
+        help_text="The canonical document: engine settings and tier parameters, decimals as "
+        "text, keys sorted"
+    )
+    first_pool = models.ForeignKey(
+        Pool,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The pool whose decision cycle first used this version",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "config_versions"
+        ordering = ["-created_at", "digest"]
+        verbose_name = "configuration version"
+        indexes = [models.Index(fields=["-created_at"], name="config_version_created_idx")]
+
+    def __str__(self) -> str:
+        return self.short_digest
+
+    @property
+    def short_digest(self) -> str:
+        return self.digest[:8]
+
+
 class FillSide(models.TextChoices):
     BUY = "buy", "Buy"
     SELL = "sell", "Sell"
@@ -625,6 +684,7 @@ class OperatorActionKind(models.TextChoices):
     CHANGE_POOL_RISK_LIMITS = "change_pool_risk_limits", "Change pool risk limits"
     CHANGE_TIER_CONFIG = "change_tier_config", "Change risk tier parameters"
     RUN_CYCLE = "run_cycle", "Run a decision cycle"
+    ACKNOWLEDGE_RECONCILIATION = "acknowledge_reconciliation", "Acknowledge a reconciliation"
 
 
 class OperatorAction(models.Model):
@@ -660,6 +720,113 @@ class OperatorAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor}"
+
+
+# --- position reconciliation ------------------------------------------------------------------
+
+#: Books and broker values of a reconciliation: units as the broker reports them (fractional
+#: quantities up to 9 decimal places) and dollars.
+RECONCILED_VALUE = {"max_digits": 28, "decimal_places": 9}
+
+
+class ReconciliationSubject(models.TextChoices):
+    UNITS = "units", "Units of an entity"
+    CASH = "cash", "Cash"
+
+
+class ReconciliationStatus(models.TextChoices):
+    OPEN = "open", "Open: entity held reduce-only"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged by an operator"
+
+
+class ReconciliationEvent(models.Model):
+    """A difference between the pool's books and the broker's account, found by position
+    reconciliation (``execution.reconciliation``): the units of one entity, or the cash.
+
+    While ``open``, an entity with a ``units`` event is held reduce-only (no entry by the
+    decision engine or the execution gate; exits pass). Only an operator closes it,
+    through ``portfolio.actions.acknowledge_reconciliation``; reconciliation itself never
+    changes the books nor closes an event. A run that finds the same difference again updates
+    the open event (``last_seen_at``, ``seen_count``, the values as last seen); a run that
+    finds the books and the broker agreeing again sets ``agreed_at`` and leaves the event open
+    for the operator. At most one open event per pool and subject (a database constraint).
+    """
+
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="reconciliation_events")
+    subject = models.CharField(max_length=10, choices=ReconciliationSubject.choices)
+    symbol = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="The entity whose units differ (a symbol the broker reports may be unknown "
+        "to the books); blank for cash",
+    )
+    books_value = models.DecimalField(
+        **RECONCILED_VALUE, help_text="What the books say, as last seen: units or dollars"
+    )
+    broker_value = models.DecimalField(
+        **RECONCILED_VALUE, help_text="What the broker says, as last seen: units or dollars"
+    )
+    status = models.CharField(
+        max_length=20, choices=ReconciliationStatus.choices, default=ReconciliationStatus.OPEN
+    )
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    seen_count = models.PositiveIntegerField(default=1, help_text="Runs that found the difference")
+    agreed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a later run found the books and the broker agreeing again (the event "
+        "stays open until acknowledged); cleared if the difference comes back",
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+    acknowledge_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        db_table = "reconciliation_events"
+        ordering = ["-first_seen_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pool", "subject", "symbol"],
+                condition=Q(status="open"),
+                name="one_open_reconciliation_per_subject",
+            ),
+            models.CheckConstraint(
+                condition=(Q(subject="units") & ~Q(symbol="")) | (Q(subject="cash") & Q(symbol="")),
+                name="reconciliation_symbol_matches_subject",
+            ),
+            models.CheckConstraint(
+                condition=(Q(status="open") & Q(acknowledged_at__isnull=True))
+                | (
+                    Q(status="acknowledged")
+                    & Q(acknowledged_at__isnull=False)
+                    & ~Q(acknowledged_by="")
+                    & ~Q(acknowledge_reason="")
+                ),
+                name="reconciliation_acknowledged_with_who_and_why",
+            ),
+            models.CheckConstraint(
+                condition=Q(last_seen_at__gte=F("first_seen_at")) & Q(seen_count__gte=1),
+                name="reconciliation_seen_consistent",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["pool", "status"], name="reconciliation_pool_status_idx"),
+            models.Index(fields=["-first_seen_at", "-id"], name="reconciliation_seen_idx"),
+        ]
+
+    def __str__(self) -> str:
+        what = f"{self.symbol} units" if self.subject == ReconciliationSubject.UNITS else "cash"
+        return f"{what}: books {self.books_value}, broker {self.broker_value} ({self.status})"
+
+    @property
+    def difference(self) -> Decimal:
+        """The broker's value less the books' (units or dollars)."""
+        return self.broker_value - self.books_value
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == ReconciliationStatus.OPEN
 
 
 class LoopRun(models.Model):

@@ -35,6 +35,9 @@ from portfolio.models import (
     MarketSnapshot,
     Pool,
     PoolRiskConfig,
+    ReconciliationEvent,
+    ReconciliationStatus,
+    ReconciliationSubject,
     RiskTierConfig,
 )
 from portfolio.tiers import TierParams
@@ -309,6 +312,11 @@ def breakers_in_force(pool: Pool | int, now: datetime) -> BreakersInForce:
 # --- the pool as of now -----------------------------------------------------------------------
 
 
+#: The order statuses (``execution.models.OrderStatus`` values) of an order whose outcome is
+#: not known yet.
+UNSETTLED_ORDER_STATUSES = frozenset({"unknown", "submitting"})
+
+
 @dataclass(frozen=True)
 class PendingOrder:
     """An order decided but not yet settled, as the read model counts it.
@@ -325,6 +333,9 @@ class PendingOrder:
     units: Decimal
     estimated_value: Decimal
     commitment_id: int | None = None
+    #: The order's status ("" when not read): ``unknown`` or ``submitting`` make its entity
+    #: unsettled (``PoolState.unsettled``).
+    status: str = ""
 
     @property
     def is_entry(self) -> bool:
@@ -370,6 +381,14 @@ class PoolState:
     sector_values: Mapping[str, Decimal]
     commitment_values: Mapping[str, Decimal]
     exits_pending: frozenset[str]
+    #: Entities held reduce-only by an open reconciliation event (``reconciliation_holds``).
+    reduce_only: frozenset[str] = frozenset()
+
+    @property
+    def unsettled(self) -> frozenset[str]:
+        """Entities with a pending order whose outcome is not known yet (``unknown`` or
+        ``submitting``): they take no new order until it is settled."""
+        return frozenset(o.symbol for o in self.pending if o.status in UNSETTLED_ORDER_STATUSES)
 
     @property
     def spendable_cash(self) -> Decimal:
@@ -461,6 +480,8 @@ class AccountState:
     total_value: Decimal
     daily_gain: Decimal
     realized_today: Decimal
+    #: Entities held reduce-only by an open reconciliation event (``reconciliation_holds``).
+    reduce_only: frozenset[str] = frozenset()
 
     @cached_property
     def held(self) -> Mapping[str, PositionView]:
@@ -470,6 +491,16 @@ class AccountState:
     def sector_value(self, sector: str) -> Decimal:
         """The current value of the positions in ``sector`` (currency)."""
         return sum((p.market_value for p in self.positions if p.sector == sector), ZERO)
+
+
+def reconciliation_holds(pool: Pool | int) -> frozenset[str]:
+    """The entities of ``pool`` held reduce-only: those with an open reconciliation event on
+    their units (``execution.reconciliation``), until an operator acknowledges it. One query."""
+    return frozenset(
+        ReconciliationEvent.objects.filter(
+            pool=pool, status=ReconciliationStatus.OPEN, subject=ReconciliationSubject.UNITS
+        ).values_list("symbol", flat=True)
+    )
 
 
 def account_as_of(
@@ -488,7 +519,8 @@ def account_as_of(
     ``daily_gain`` is the gain since the previous session's close (commitments opened in the
     current session count from their entry) plus the gains realized since the session opened.
 
-    Queries: the open commitments, the bars, the fills of the session, the breakers: four.
+    Queries: the open commitments, the bars, the fills of the session, the breakers, the
+    reconciliation holds: five.
     """
     calendar = calendar or get_market_calendar(now)
     commitment_rows = open_positions(pool, {})
@@ -525,6 +557,7 @@ def account_as_of(
         total_value=compute_total_value(pool.cash, positions),
         daily_gain=compute_daily_gain(positions, previous_closes, session_open, realized_today),
         realized_today=realized_today,
+        reduce_only=reconciliation_holds(pool),
     )
 
 
@@ -548,7 +581,7 @@ def pool_as_of(
     value, the day's gain) is ``account_as_of``'s.
 
     Queries: the engine configuration unless ``config`` is given, the tier, then
-    ``account_as_of``'s four: six at most.
+    ``account_as_of``'s five: seven at most.
     """
     calendar = calendar or get_market_calendar(now)
     config = config or get_engine_config(pool)
@@ -608,4 +641,5 @@ def pool_as_of(
         sector_values=sector_values,
         commitment_values=commitment_values,
         exits_pending=frozenset(exits_pending),
+        reduce_only=account.reduce_only,
     )

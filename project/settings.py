@@ -64,6 +64,9 @@ try:
     EXECUTION_API_KEY_ID = env_str("EXECUTION_API_KEY_ID", "")
     EXECUTION_API_SECRET_KEY = env_str("EXECUTION_API_SECRET_KEY", "")
     EXECUTION_API_TIMEOUT = env_int("EXECUTION_API_TIMEOUT", 10, minimum=1)
+    # Client-side budget of requests to the execution API per minute, shared by every process
+    # through the cache (execution/ratelimit.py); 0 switches the client-side limit off.
+    EXECUTION_API_RATE_LIMIT = env_int("EXECUTION_API_RATE_LIMIT", 200, minimum=0)
     # The market data API (Alpaca-compatible data API v2): latest trades for the pools whose
     # engine configuration asks for them, and the daily-bar refresh. Unset: neither runs.
     MARKET_DATA_API_URL = env_url("MARKET_DATA_API_URL", ("http", "https"))
@@ -78,6 +81,21 @@ try:
     # How far after the present a value may be dated and still be accepted (clock skew
     # between an upstream system and this one); later is refused unless a simulation says so.
     FUTURE_TOLERANCE_SECONDS = env_int("FUTURE_TOLERANCE_SECONDS", 300, minimum=0)
+    # The order event export (execution/lakehouse.py): a folder, file:///folder or
+    # s3://bucket/prefix; unset, the schedule exports nothing. The S3 settings serve any
+    # S3-compatible store (MinIO: its URL as the endpoint).
+    EVENTS_EXPORT_DESTINATION = (env_str("EVENTS_EXPORT_DESTINATION", "") or "").strip()
+    if "://" in EVENTS_EXPORT_DESTINATION:
+        env_url("EVENTS_EXPORT_DESTINATION", ("file", "s3"))
+    EVENTS_EXPORT_FORMAT = (env_str("EVENTS_EXPORT_FORMAT", "jsonl") or "jsonl").strip().lower()
+    if EVENTS_EXPORT_FORMAT not in ("jsonl", "parquet"):
+        raise ImproperlyConfiguredEnv(
+            f"EVENTS_EXPORT_FORMAT={EVENTS_EXPORT_FORMAT!r} is not one of jsonl, parquet"
+        )
+    EVENTS_S3_ENDPOINT_URL = env_url("EVENTS_S3_ENDPOINT_URL", ("http", "https"))
+    EVENTS_S3_ACCESS_KEY_ID = env_str("EVENTS_S3_ACCESS_KEY_ID", "")
+    EVENTS_S3_SECRET_ACCESS_KEY = env_str("EVENTS_S3_SECRET_ACCESS_KEY", "")
+    EVENTS_S3_REGION = env_str("EVENTS_S3_REGION", "us-east-1")
 except ImproperlyConfiguredEnv as exc:  # pragma: no cover - exercised by tests/test_settings.py
     sys.stderr.write(f"Configuration error: {exc}\n")
     raise SystemExit(2) from exc

@@ -56,13 +56,23 @@ def test_demo_runs_end_to_end_on_a_few_sessions(db, tmp_path):
 
     assert len(summary.sessions) == 3 and summary.sessions[-1].isoformat() == "2026-11-18"
     assert summary.recommendations_seen > 0
-    assert sum(summary.decisions.values()) == DecisionRecord.objects.count()
-    assert summary.orders == {
-        status: Order.objects.filter(status=status).count() for status in summary.orders
-    }
-    assert summary.total_value > 0
-    assert summary.active_pool == summary.total_value - summary.reserve_balance
-    assert any(" 3/3] 2026-11-18" in line for line in lines)
+    for pool in (summary, summary.shadow):
+        assert (
+            sum(pool.decisions.values())
+            == DecisionRecord.objects.filter(pool__name=pool.pool).count()
+        )
+        assert pool.orders == {
+            status: Order.objects.filter(pool__name=pool.pool, status=status).count()
+            for status in pool.orders
+        }
+        assert pool.total_value > 0
+        assert pool.active_pool == pool.total_value - pool.reserve_balance
+    assert any(" 3/3] 2026-11-18" in line and "shadow:" in line for line in lines)
+    # The shadow follows the demo pool: the same recommendations, one setting changed.
+    assert summary.shadow.pool == "demo-shadow" and summary.shadow.shadow_of == "demo"
+    assert summary.shadow.changed_settings == ["changed `max_active_commitments` from 10 to 5"]
+    assert summary.shadow.recommendations_seen == summary.recommendations_seen
+    assert set(Order.objects.values_list("pool__adapter", flat=True)) == {"paper"}
 
 
 def test_demo_command_refuses_to_run_twice(db, tmp_path):
@@ -79,7 +89,11 @@ def test_bench_reports_figures_from_a_real_cycle(db):
 
     assert figures["decisions"] == 60
     assert figures["cycle_s"] > 0 and figures["bulk_insert_s"] > 0
-    assert figures["queries"] < 20
+    # 24 at most: the cycle's 20, plus the configuration version the first time it is seen
+    # (the tiers' rows and the insert of the version; once known to the process, only the
+    # tiers' rows), the reconciliation holds the read model reads (one query), and the insert
+    # of the queued orders' events (one).
+    assert figures["queries"] <= 24
     # The cycle's rows and the two baselines' copies.
     assert DecisionRecord.objects.count() == 180
 

@@ -46,6 +46,7 @@ def test_act_decision_opens_a_commitment_through_the_paper_broker(pool, session_
     assert decision.risk_tier == "moderate"
     assert [c["check"] for c in decision.decision_trace["checks"]] == [
         "circuit_breaker",
+        "reconciliation",
         "execution_window",
         "confidence",
         "deduplication",
@@ -294,7 +295,9 @@ def test_orders_are_handed_to_the_worker_only_after_commit(
     factories.make_recommendation(symbol, session_now)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         run_decision_cycle(pool.pk, session_now, dispatch=True)
-    assert len(callbacks) == 1
+    # The hand-over of the orders, and the configuration version remembered once committed
+    # (a version new to the process: portfolio.config_versions.ensure_version).
+    assert len(callbacks) == 2
     assert Order.objects.get().status == "queued"
 
 

@@ -88,6 +88,7 @@ def test_the_cluster_reads_cron_in_new_york_time_and_does_not_catch_up():
         "engine: risk tier scheduler": "0,5 13,16 * * 1-5",
         "engine: rebalancer": "45,50 9 * * 1-5",
         "market data: daily bar refresh": "20 16 * * 1-5",
+        "execution: position reconciliation": "*/15 9-16 * * 1-5",
     }
 
 

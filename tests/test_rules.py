@@ -36,6 +36,7 @@ D = Decimal
 NOW = datetime(2026, 11, 18, 16, 0, tzinfo=UTC)
 CHECK_ORDER = (
     "circuit_breaker",
+    "reconciliation",
     "execution_window",
     "confidence",
     "deduplication",
@@ -325,14 +326,15 @@ def test_first_failing_check_wins(pool_overrides, candidate_overrides, reason: s
     ("pool_overrides", "candidate_overrides", "ran"),
     [
         pytest.param(BREAKER, {}, 1, id="stops-at-circuit-breaker"),
-        pytest.param({"in_execution_window": False}, {}, 2, id="stops-at-execution-window"),
-        pytest.param({}, {"confidence": D("0.3")}, 3, id="stops-at-confidence"),
-        pytest.param({}, {"already_processed": True}, 4, id="stops-at-deduplication"),
+        pytest.param({"reduce_only": frozenset({"AAPL"})}, {}, 2, id="stops-at-reconciliation"),
+        pytest.param({"in_execution_window": False}, {}, 3, id="stops-at-execution-window"),
+        pytest.param({}, {"confidence": D("0.3")}, 4, id="stops-at-confidence"),
+        pytest.param({}, {"already_processed": True}, 5, id="stops-at-deduplication"),
         pytest.param(
-            {"active_commitments": 4, "declining_commitments": 3}, {}, 5, id="stops-at-declining"
+            {"active_commitments": 4, "declining_commitments": 3}, {}, 6, id="stops-at-declining"
         ),
-        pytest.param({"active_commitments": 10}, {}, 6, id="stops-at-max-commitments"),
-        pytest.param({}, {}, 6, id="act-runs-all-six"),
+        pytest.param({"active_commitments": 10}, {}, 7, id="stops-at-max-commitments"),
+        pytest.param({}, {}, 7, id="act-runs-all-seven"),
     ],
 )
 def test_checks_tuple_stops_at_the_failing_check(pool_overrides, candidate_overrides, ran: int):
@@ -410,7 +412,7 @@ def test_processed_semantics(
     assert evaluation.processed is processed
 
 
-def test_sizer_rejection_keeps_the_sizing_and_all_six_checks() -> None:
+def test_sizer_rejection_keeps_the_sizing_and_all_seven_checks() -> None:
     evaluation = act(make_candidate(report_sessions_away=0))
 
     assert evaluation.sizing is not None
@@ -711,15 +713,16 @@ def test_property_a_cycle_never_spends_more_than_cash(confidences, cash: Decimal
 @pytest.mark.parametrize(
     ("pool_overrides", "candidate_overrides", "ran"),
     [
-        pytest.param({}, {}, 6, id="act"),
+        pytest.param({}, {}, 7, id="act"),
         pytest.param(BREAKER, {}, 1, id="breaker-skip"),
         pytest.param(
             {"entity_cooldowns": {"AAPL": NOW + timedelta(hours=1)}}, {}, 1, id="cooldown-skip"
         ),
-        pytest.param({}, {"confidence": D("0.3")}, 3, id="confidence-skip"),
-        pytest.param({"active_commitments": 10}, {}, 6, id="max-skip"),
-        pytest.param({}, {"report_sessions_away": 0}, 6, id="sizer-skip"),
-        pytest.param({}, {"current_value": None}, 7, id="no-value-skip"),
+        pytest.param({"reduce_only": frozenset({"AAPL"})}, {}, 2, id="reconciliation-skip"),
+        pytest.param({}, {"confidence": D("0.3")}, 4, id="confidence-skip"),
+        pytest.param({"active_commitments": 10}, {}, 7, id="max-skip"),
+        pytest.param({}, {"report_sessions_away": 0}, 7, id="sizer-skip"),
+        pytest.param({}, {"current_value": None}, 8, id="no-value-skip"),
     ],
 )
 def test_act_trace_is_json_and_lists_every_check(pool_overrides, candidate_overrides, ran: int):

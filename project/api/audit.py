@@ -407,9 +407,9 @@ class FillList(AuditList):
 
 
 def read_pool(pool: Pool, now) -> s.PoolReading:
-    """``pool`` as of ``now`` through the read model. Six queries (pending orders, tier, open
-    commitments, bars, the session's fills, breakers), seven when ``pool`` was not loaded with
-    its engine configuration."""
+    """``pool`` as of ``now`` through the read model. Seven queries (pending orders, tier, open
+    commitments, bars, the session's fills, breakers, reconciliation holds), eight when
+    ``pool`` was not loaded with its engine configuration."""
     config = getattr(pool, "engine_config", None) or get_engine_config(pool)
     return s.PoolReading(pool=pool, state=pool_as_of(pool, now, config=config), config=config)
 
@@ -428,7 +428,7 @@ class PoolList(AuditList):
     """Pools by name, each valued as of now through the read model.
 
     Not constant in the page size: each pool on the page costs the read model's queries
-    (six, see ``read_pool``). A desk runs a handful of pools, so this is bounded in practice;
+    (seven, see ``read_pool``). A desk runs a handful of pools, so this is bounded in practice;
     ``page_size`` bounds it otherwise.
     """
 
@@ -437,7 +437,7 @@ class PoolList(AuditList):
     pagination_class = cursor_pagination("name")
 
     def get_queryset(self):
-        return Pool.objects.select_related("engine_config")
+        return Pool.objects.select_related("engine_config", "shadow_of")
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
@@ -456,7 +456,9 @@ class PoolDetail(AuditDetail):
     serializer_class = s.PoolStateSerializer
 
     def retrieve(self, request, *args, **kwargs):
-        pool = get_object_or_404(Pool.objects.select_related("engine_config"), name=kwargs["name"])
+        pool = get_object_or_404(
+            Pool.objects.select_related("engine_config", "shadow_of"), name=kwargs["name"]
+        )
         return Response(self.get_serializer(read_pool(pool, timezone.now())).data)
 
 

@@ -13,7 +13,8 @@ in ``METRICS_ALLOWED_IPS`` (an address or a network, ``10.0.0.0/8``; the peer ad
 without either role: 403.
 
 Queries: the pools (one), ``pool_as_of`` per pool (a fixed handful each), and one each for the
-orders, the counters (decisions and histogram buckets) and the loop heartbeats.
+orders, the counters (decisions and histogram buckets), the loop heartbeats and the open
+reconciliation events.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ from rest_framework.views import APIView
 
 from execution.models import Order, OrderStatus
 from execution.selectors import pool_as_of
-from portfolio.models import BreakerType, LoopRun, Pool, TelemetryCounter
+from portfolio.models import (
+    BreakerType,
+    LoopRun,
+    Pool,
+    ReconciliationEvent,
+    ReconciliationStatus,
+    TelemetryCounter,
+)
 from portfolio.telemetry import (
     BUCKETS,
     CYCLE_DURATION,
@@ -103,6 +111,7 @@ class EngineCollector:
         yield self._decision_counter(counters)
         yield from self._histograms(counters)
         yield self._loop_runs()
+        yield self._reconciliation_events(pools)
 
     def _pool_metrics(self, pools: list[Pool]) -> Iterator[Metric]:
         def gauge(name: str, documentation: str, labels=("pool",)) -> GaugeMetricFamily:
@@ -237,6 +246,25 @@ class EngineCollector:
             "pool__name", "loop", "last_finished_at"
         ):
             gauge.add_metric([pool, loop], finished.timestamp())
+        return gauge
+
+    def _reconciliation_events(self, pools: list[Pool]) -> Metric:
+        """Open reconciliation events per pool (``execution.reconciliation``): each holds its
+        entity reduce-only until an operator acknowledges it. One query."""
+        gauge = GaugeMetricFamily(
+            "engine_reconciliation_open_events",
+            "Differences between the books and the broker not yet acknowledged by an operator",
+            labels=["pool"],
+        )
+        counts = dict(
+            ReconciliationEvent.objects.filter(status=ReconciliationStatus.OPEN)
+            .order_by()
+            .values("pool_id")
+            .annotate(n=Count("id"))
+            .values_list("pool_id", "n")
+        )
+        for pool in pools:
+            gauge.add_metric([pool.name], counts.get(pool.pk, 0))
         return gauge
 
 

@@ -105,6 +105,13 @@ class DecisionSerializer(AuditModelSerializer):
     """One evaluation of one recommendation for one pool, with its ``decision_trace``."""
 
     pool = pool_name()
+    config_version = serializers.CharField(
+        source="config_version_id",
+        read_only=True,
+        allow_null=True,
+        help_text="Digest of the configuration version the decision was made with "
+        "(/api/v1/config-versions/<digest>/); null on records older than versions",
+    )
 
     class Meta:
         model = DecisionRecord
@@ -134,6 +141,7 @@ class DecisionSerializer(AuditModelSerializer):
             "report_sessions_away",
             "report_proximity",
             "decision_trace",
+            "config_version",
             "evaluated_at",
             "last_evaluated_at",
             "evaluations",
@@ -483,6 +491,14 @@ class PoolSerializer(serializers.Serializer):
     risk_tier = serializers.CharField(source="pool.risk_tier", read_only=True)
     halted = serializers.BooleanField(source="pool.halted", read_only=True)
     halt_reason = serializers.CharField(source="pool.halt_reason", read_only=True)
+    shadow_of = serializers.CharField(
+        source="pool.shadow_of.name",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="The name of the pool this paper shadow follows; null for a pool that "
+        "follows none",
+    )
     as_of = UTCDateTimeField(source="state.now", read_only=True)
     total_value = money(source="state.total_value")
     active_pool = money(source="state.active_pool")

@@ -18,7 +18,7 @@ from tests import factories
 PUBLIC = {"/healthz"}
 INGEST_RESOURCES = ("recommendations", "market-snapshots", "entities", "performance-reports")
 CONTROL_SUFFIXES = ("halt", "resume", "clear-breaker", "risk-tier", "run-cycle", "engine-config")
-CONTROL_SUFFIXES += ("risk-limits",)
+CONTROL_SUFFIXES += ("risk-limits", "acknowledge")
 
 
 def operations() -> list[tuple[str, str]]:

@@ -12,14 +12,15 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from decisions.tooling.demo import run_demo
+from decisions.tooling.demo import run_demo, side_by_side
 from portfolio.models import Pool
 
 
 class Command(BaseCommand):
     help = (
-        "Generate the seeded sample data set, import it, create the 'demo' paper pool and run "
-        "the engine over simulated sessions, then print a summary and how to open the admin. "
+        "Generate the seeded sample data set, import it, create the 'demo' paper pool and its "
+        "shadow 'demo-shadow', run the engine over simulated sessions, then print a summary of "
+        "both side by side and how to open the admin. "
         "Needs an empty database (make demo starts from a fresh SQLite file)."
     )
 
@@ -105,11 +106,31 @@ class Command(BaseCommand):
         w(f"  Risk tier         {s.tier}" + ("" if s.tier_changes else " (unchanged)"))
         for change in s.tier_changes:
             w(f"      {change}")
+        self._print_shadow(s)
         w("")
         w(
             "Every decision above is in the audit trail with its full trace: "
             "`python manage.py export_audit decisions --pool demo` or the admin."
         )
+
+    def _print_shadow(self, s) -> None:
+        """The shadow pool beside the demo pool: the same recommendations, its own setting."""
+        rows = side_by_side(s)
+        if not rows:
+            return
+        w = self.stdout.write
+        w("")
+        w(
+            self.style.MIGRATE_HEADING(
+                f"Shadow pool '{s.shadow.pool}' beside '{s.pool}': it "
+                + "; ".join(s.shadow.changed_settings)
+            )
+        )
+        first = max(len(label) for label, _, _ in rows) + 2
+        width = max(len(pool) for _, pool, _ in rows) + 4
+        w(f"  {'':<{first}}{s.pool:<{width}}{s.shadow.pool}")
+        for label, pool, shadow in rows:
+            w(f"  {label:<{first}}{pool:<{width}}{shadow}")
 
     def _admin_user(self) -> None:
         User = get_user_model()

@@ -1,4 +1,4 @@
-"""run_engine: run the engine for one pool, once or continuously."""
+"""run_engine: run the engine for one pool (and its shadow pools), once or continuously."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.utils import timezone
 from decisions.engine import run_engine_pass
 from portfolio.models import Pool
 from portfolio.selectors import get_engine_config
+from portfolio.shadows import run_with_shadows
 
 
 def parse_now(value: str) -> datetime:
@@ -28,8 +29,9 @@ class Command(BaseCommand):
     help = (
         "Run the engine for a pool: risk threshold monitor, performance loop, decision cycle, "
         "the execution worker on the queued orders, the risk tier scheduler (at the close) and "
-        "the rebalancer (weekly). --once runs a single pass (with --now, on simulated time); "
-        "without it, a pass every polling_interval_seconds until interrupted."
+        "the rebalancer (weekly); then the same for each shadow pool following it, at the same "
+        "time. --once runs a single pass (with --now, on simulated time); without it, a pass "
+        "every polling_interval_seconds until interrupted."
     )
 
     def add_arguments(self, parser):
@@ -49,7 +51,7 @@ class Command(BaseCommand):
             raise CommandError("--now needs --once: a continuous run follows the real clock")
         if options["once"]:
             now = parse_now(options["now"]) if options["now"] else timezone.now()
-            self._report(run_engine_pass(pool.pk, now))
+            self._pass(pool, now)
             return
         self._loop(pool)
 
@@ -65,13 +67,26 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         while not stopping:
             try:
-                self._report(run_engine_pass(pool.pk, timezone.now()))
+                self._pass(pool, timezone.now())
             except Exception as exc:  # a failed pass is logged and retried, never fatal
                 self.stderr.write(f"Pass failed: {exc!r}; retrying after the interval")
             interval = get_engine_config(pool).polling_interval_seconds
             deadline = time.monotonic() + interval
             while not stopping and time.monotonic() < deadline:
                 time.sleep(0.5)
+
+    def _pass(self, pool: Pool, now) -> None:
+        """One pass for the pool, then one for each of its shadow pools at the same ``now``
+        (a shadow's failure is logged and counted, never stops the pool's)."""
+        result, shadows = run_with_shadows(
+            pool.pk, lambda pool_id: run_engine_pass(pool_id, now), loop="engine pass"
+        )
+        self._report(result)
+        for shadow in shadows:
+            if shadow.failed:
+                self.stderr.write(f"Shadow pool {shadow.pool_id}: pass failed (see the log)")
+            else:
+                self._report(shadow.result)
 
     def _report(self, result) -> None:
         cycle = result.cycle
