@@ -51,6 +51,18 @@ def _clear_cache():
 
 
 @pytest.fixture
+def source_tiers():
+    """The risk tiers the data migration creates, put back: a transactional test
+    (``django_db(transaction=True)``) flushes every table after it, data migrations included,
+    so the tests after it would find none."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("portfolio.migrations.0002_risk_tiers").create_tiers(apps, None)
+
+
+@pytest.fixture
 def session_now() -> datetime:
     """Wednesday 2026-11-18, 11:00 New York time: a regular session."""
     return datetime(2026, 11, 18, 16, 0, tzinfo=UTC)

@@ -5,7 +5,6 @@ SQLite ignores ``select_for_update``; these tests are skipped there (see conftes
 
 from __future__ import annotations
 
-import importlib
 import random
 import threading
 import time
@@ -30,16 +29,11 @@ from portfolio.models import Commitment, EngineConfig, Entity, MarketSnapshot, P
 from tests import factories
 from tests.broker_server import FakeBroker
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def _source_tiers():
-    """Transactional tests flush the tables between tests, data migrations included."""
-    from django.apps import apps
-
-    migration = importlib.import_module("portfolio.migrations.0002_risk_tiers")
-    migration.create_tiers(apps, None)
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("source_tiers"),
+]
 
 
 def _in_threads(target, args_list):

@@ -461,7 +461,7 @@ def test_the_export_is_scheduled_every_five_minutes():
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_an_event_still_uncommitted_holds_the_export_back(tmp_path):
+def test_an_event_still_uncommitted_holds_the_export_back(source_tiers, tmp_path):
     """Event N is inserted by a transaction that stays open while event N+1 commits: the
     export must not move its watermark past N before N's transaction ends."""
     pool = factories.make_pool(now=DAY_ONE)

@@ -7,7 +7,6 @@ claim is a claim that is never followed by a submit or an answer.
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from datetime import timedelta
@@ -156,15 +155,6 @@ def _watch_leases(order_id: int, stop: threading.Event, seen: list) -> threading
     return thread
 
 
-@pytest.fixture
-def _source_tiers():
-    """Transactional tests flush the tables between tests, data migrations included."""
-    from django.apps import apps
-
-    migration = importlib.import_module("portfolio.migrations.0002_risk_tiers")
-    migration.create_tiers(apps, None)
-
-
 def _slow_submit(broker, order: Order, seconds: float) -> tuple[list, object]:
     broker.inject("delay", seconds=seconds, method="POST", path="/v2/orders")
     seen: list = []
@@ -180,7 +170,7 @@ def _slow_submit(broker, order: Order, seconds: float) -> tuple[list, object]:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_lease_moves_forward_while_a_slow_submit_is_in_flight(
-    _source_tiers, broker, session_now, monkeypatch, settings
+    source_tiers, broker, session_now, monkeypatch, settings
 ):
     # A lease with room to spare (3 s, renewed every 0.25 s) so that a busy machine delaying a
     # renewal by a second cannot make the test fail; what is checked is that it moves.
@@ -207,7 +197,7 @@ def test_the_lease_moves_forward_while_a_slow_submit_is_in_flight(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_lease_is_never_renewed_beyond_the_task_timeout(
-    _source_tiers, broker, session_now, monkeypatch, settings
+    source_tiers, broker, session_now, monkeypatch, settings
 ):
     monkeypatch.setattr(worker, "LEASE_SECONDS", 0.6)
     monkeypatch.setattr(worker, "LEASE_RENEW_SECONDS", 0.2)
@@ -409,7 +399,7 @@ def _in_threads(target, count):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_settlers_at_once_settle_each_order_once(_source_tiers, broker, session_now):
+def test_two_settlers_at_once_settle_each_order_once(source_tiers, broker, session_now):
     symbols = [f"LS{i}" for i in range(6)]
     for symbol in symbols:
         broker.set_price(symbol, "20.00")
@@ -444,7 +434,7 @@ def test_two_settlers_at_once_settle_each_order_once(_source_tiers, broker, sess
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_sweepers_at_once_hand_each_order_out_once(_source_tiers, broker, session_now):
+def test_two_sweepers_at_once_hand_each_order_out_once(source_tiers, broker, session_now):
     orders = _queued_orders(session_now, [f"SW{i}" for i in range(6)])
     later = max(o.created_at for o in orders) + SWEEP_QUEUED_AFTER
     get_broker().purge_queue()

@@ -3,7 +3,6 @@ settings, in the same cycles, and never trades anywhere but on the paper broker.
 
 from __future__ import annotations
 
-import importlib
 from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
@@ -322,17 +321,8 @@ def test_a_triggered_cycle_runs_the_shadows_at_the_same_instant(session_now, db)
     assert len({at for _, at in times}) == 1
 
 
-@pytest.fixture
-def _source_tiers():
-    """Transactional tests flush the tables between tests, data migrations included."""
-    from django.apps import apps
-
-    migration = importlib.import_module("portfolio.migrations.0002_risk_tiers")
-    migration.create_tiers(apps, None)
-
-
 @pytest.mark.django_db(transaction=True)
-def test_a_failing_shadow_never_stops_the_pool_it_follows(_source_tiers, session_now):
+def test_a_failing_shadow_never_stops_the_pool_it_follows(source_tiers, session_now):
     """Committed transactions, as the task runs them: the shadow's failed cycle rolls back
     alone, its failure is logged and counted, the followed pool's cycle is kept."""
     leader = factories.make_pool(now=session_now, name="lead")
@@ -362,7 +352,7 @@ def test_a_failing_shadow_never_stops_the_pool_it_follows(_source_tiers, session
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_followed_pools_failure_still_lets_its_shadows_run(_source_tiers, session_now):
+def test_the_followed_pools_failure_still_lets_its_shadows_run(source_tiers, session_now):
     leader = factories.make_pool(now=session_now, name="lead")
     shadow = make_shadow(leader, "lead-shadow", session_now)
     factories.add_bars("AAA", session_now)
@@ -379,7 +369,7 @@ def test_the_followed_pools_failure_still_lets_its_shadows_run(_source_tiers, se
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_scheduled_task_counts_a_failing_shadow_and_runs_the_rest(_source_tiers, session_now):
+def test_the_scheduled_task_counts_a_failing_shadow_and_runs_the_rest(source_tiers, session_now):
     leader = factories.make_pool(now=session_now, name="lead")
     broken = make_shadow(leader, "lead-broken", session_now)
     Pool.objects.filter(pk=broken.pk).update(risk_tier="missing")

@@ -366,19 +366,9 @@ def test_a_killed_batch_settles_every_order_it_held_once(entities, broker, sessi
     assert sum(c.units for c in Commitment.objects.filter(pool=claim.pool)) == 1 + 2 + 3 + 4
 
 
-@pytest.fixture
-def _source_tiers():
-    """Transactional tests flush the tables between tests, data migrations included."""
-    import importlib
-
-    from django.apps import apps
-
-    importlib.import_module("portfolio.migrations.0002_risk_tiers").create_tiers(apps, None)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_one_renewal_keeps_the_whole_batch_held_while_a_submit_is_slow(
-    _source_tiers, broker, session_now, monkeypatch, settings
+    source_tiers, broker, session_now, monkeypatch, settings
 ):
     monkeypatch.setattr(worker, "LEASE_SECONDS", 3.0)
     monkeypatch.setattr(worker, "LEASE_RENEW_SECONDS", 0.25)
