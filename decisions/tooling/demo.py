@@ -23,6 +23,7 @@ from django.db.models import Count
 from decisions.engine import run_engine_pass
 from decisions.imports import import_recommendations
 from decisions.models import DecisionRecord, Recommendation
+from decisions.replay import DEFAULT_EVERY_MINUTES, session_moments
 from decisions.tooling.sample_data import (
     SampleDataSpec,
     generate_sample_data,
@@ -83,20 +84,17 @@ class DemoSummary:
     changed_settings: list[str] = field(default_factory=list)
 
 
+#: The demo's pass interval within a session: the cadence a replay assumes by default.
+DEMO_PASS_EVERY = timedelta(minutes=DEFAULT_EVERY_MINUTES)
+
+
 def pass_times(session: date) -> list[datetime]:
-    """When the demo runs a pass in a session: once 30 minutes before the open (where the
-    execution window turns entries away), 15 minutes after the open, then every 30 minutes
-    until the close (an early close simply has fewer passes)."""
-    calendar = get_market_calendar()
-    opens = calendar.session_open(session)
-    closes = calendar.session_close(session)
-    times = [opens - timedelta(minutes=30)]
-    at = opens + timedelta(minutes=15)
-    while at < closes:
-        times.append(at)
-        at += timedelta(minutes=30)
-    times.append(closes)  # the close: the day's snapshot and the risk tier scheduler
-    return times
+    """When the demo runs a pass in a session: the engine's session cadence
+    (``decisions.replay.session_moments``) at ``DEMO_PASS_EVERY``: 30 minutes before the open
+    (where the execution window turns entries away), 15 minutes after it, then every 30
+    minutes until the close, and the close (an early close simply has fewer passes). A replay
+    of the demo pool walks the same moments."""
+    return session_moments(get_market_calendar(), session, DEMO_PASS_EVERY)
 
 
 def run_demo(
