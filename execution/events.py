@@ -152,7 +152,7 @@ def record_claim_events(orders: Iterable[Order], now: datetime) -> list[OrderEve
     return events
 
 
-def record_answer_events(
+def answer_events(
     order: Order,
     *,
     previous_status: str,
@@ -160,14 +160,13 @@ def record_answer_events(
     now: datetime,
     kind: str = OrderEventKind.ANSWERED,
     payload: dict | None = None,
+    recorded_at: datetime | None = None,
 ) -> list[OrderEvent]:
-    """Append the events of a broker answer stored on ``order``: the ``kind`` event
+    """The events (unsaved) of a broker answer stored on ``order``: the ``kind`` event
     (``answered`` for the submit's answer, ``reconciled`` for a lookup's), then a ``filled``
     event when the answer raised the filled quantity, carrying the increment
-    (``filled_quantity - previous_filled_quantity``). One INSERT.
-
-    Call it in the transaction that stores the answer, after the order is saved."""
-    recorded_at = timezone.now()
+    (``filled_quantity - previous_filled_quantity``). No query."""
+    recorded_at = recorded_at or timezone.now()
     events = [
         order_event(
             order,
@@ -190,5 +189,29 @@ def record_answer_events(
                 fill_quantity=increment,
             )
         )
+    return events
+
+
+def record_answer_events(
+    order: Order,
+    *,
+    previous_status: str,
+    previous_filled_quantity: Decimal,
+    now: datetime,
+    kind: str = OrderEventKind.ANSWERED,
+    payload: dict | None = None,
+) -> list[OrderEvent]:
+    """Append the events of a broker answer stored on ``order`` (``answer_events``). One
+    INSERT. A batch of answers inserts all their ``answer_events`` at once instead.
+
+    Call it in the transaction that stores the answer, after the order is saved."""
+    events = answer_events(
+        order,
+        previous_status=previous_status,
+        previous_filled_quantity=previous_filled_quantity,
+        now=now,
+        kind=kind,
+        payload=payload,
+    )
     OrderEvent.objects.bulk_create(events)
     return events

@@ -64,7 +64,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -72,9 +72,8 @@ from decimal import Decimal
 
 import requests
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Cast
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from execution.account_rules import AccountCheck, check_account
@@ -87,10 +86,16 @@ from execution.adapters import (
     PaperAdapter,
     ResponseStatus,
 )
-from execution.events import record_answer_events, record_claim_events, record_order_events
+from execution.events import (
+    answer_events,
+    record_answer_events,
+    record_claim_events,
+    record_order_events,
+)
 from execution.keys import client_order_id_for, derive_idempotency_key
 from execution.models import (
     Order,
+    OrderEvent,
     OrderEventKind,
     OrderSide,
     OrderStatus,
@@ -116,7 +121,8 @@ from portfolio.selectors import (
     latest_value,
     rule_config,
 )
-from portfolio.telemetry import observe_order_answered
+from portfolio.telemetry import observe_orders_answered
+from project.bulk import bulk_update
 
 logger = logging.getLogger(__name__)
 
@@ -652,40 +658,36 @@ def _write_claim(
     lease_until: datetime,
     claimed_at: datetime,
 ) -> None:
-    """The claim's writes: one UPDATE of the held orders (what differs between them, the
-    request, as a ``CASE``), and one of the refused orders when there are any."""
+    """The claim's writes: one UPDATE of every judged order (``_update_orders``), held under
+    the lease or refused, each with its own status and request."""
     for order in judged:
         order.updated_at = claimed_at
-    held = [claimed.order for claimed in claim.held]
-    if held:
-        Order.objects.filter(pk__in=[order.pk for order in held]).update(
-            status=OrderStatus.SUBMITTING,
-            attempts=F("attempts") + 1,
-            submitted_at=now,
-            request_payload=_per_row(held, "request_payload"),
-            lease_owner=claim.owner,
-            lease_expires_at=lease_until,
-            updated_at=claimed_at,
-        )
-    refused = [order for order in judged if order.status != OrderStatus.SUBMITTING]
-    if refused:
-        Order.objects.bulk_update(refused, ["status", "status_reason", "updated_at"])
+    _update_orders(judged, CLAIM_FIELDS)
 
 
-def _per_row(orders: list[Order], attname: str):
-    """The value of ``attname`` of each of ``orders`` for one UPDATE of them all: the value
-    itself for one order, else a ``CASE`` on the id (as ``bulk_update`` writes it)."""
-    output = Order._meta.get_field(attname)
-    if len(orders) == 1:
-        return Value(getattr(orders[0], attname), output_field=output)
-    whens = [
-        When(pk=order.pk, then=Value(getattr(order, attname), output_field=output))
-        for order in orders
-    ]
-    case = Case(*whens, output_field=output)
-    if connection.features.requires_casted_case_in_updates:
-        return Cast(case, output_field=output)
-    return case
+#: What a claim changes on an order (``_judge``): a refused order only the first three.
+CLAIM_FIELDS = (
+    "status",
+    "status_reason",
+    "updated_at",
+    "attempts",
+    "submitted_at",
+    "request_payload",
+    "lease_owner",
+    "lease_expires_at",
+)
+
+
+def _update_orders(orders: list[Order], fields: Iterable[str]) -> None:
+    """Write ``fields`` of ``orders``, rows this transaction locked and read, in ONE UPDATE
+    (``project.bulk.bulk_update``), where ``save(update_fields=...)`` would take one per order:
+    a field an order did not change is written as it was read. Like that save, it raises when
+    a row is not there."""
+    if not orders:
+        return
+    updated = bulk_update(Order, orders, fields)
+    if updated != len(orders):
+        raise DatabaseError(f"{len(orders)} orders to update, {updated} updated")
 
 
 def _judge(
@@ -1105,12 +1107,12 @@ def record_responses(
             pending = [p for p in results if isinstance(p, _Pending)]
             fills = [p.fill for p in pending if p.fill is not None]
             booked = iter(book_fills(pool, fills, now=now, levels_inputs=levels) if fills else [])
-            results = [
-                _finish_answer(r, next(booked) if r.fill is not None else None, now)
-                if isinstance(r, _Pending)
-                else r
-                for r in results
-            ]
+            finished = iter(
+                _finish_answers(
+                    pending, [next(booked) if p.fill is not None else None for p in pending], now
+                )
+            )
+            results = [next(finished) if isinstance(r, _Pending) else r for r in results]
     except Exception:
         if len(answers) == 1:
             raise
@@ -1332,25 +1334,57 @@ def _prepare_answer(
 
 
 def _finish_answer(pending: _Pending, booked: BookedFill | None, now: datetime) -> ProcessResult:
-    """The rest of ``_apply_answer`` once the increment is booked: what the booking did on the
-    order, the order's update, its events, the latency observed."""
-    order = pending.order
-    if booked is not None:
-        order.commitment = booked.commitment or order.commitment
-        if booked.realized_gain is not None:
-            order.realized_gain = (order.realized_gain or ZERO) + booked.realized_gain
-    order.save(update_fields=pending.changed)
-    record_answer_events(
-        order,
-        previous_status=pending.previous,
-        previous_filled_quantity=pending.previous_filled,
-        now=now,
-        kind=pending.kind,
+    """The rest of ``_apply_answer`` once the increment is booked (``_finish_answers``)."""
+    (result,) = _finish_answers([pending], [booked], now)
+    return result
+
+
+def _finish_answers(
+    pending: list[_Pending], booked: list[BookedFill | None], now: datetime
+) -> list[ProcessResult]:
+    """The rest of ``_apply_answer`` for answers whose increments are booked (``booked``, one
+    per answer, None for none): what the booking did on each order, then, for all of them at
+    once, the orders' update (``_update_orders``: the fields any of them changed; the others
+    are written as they were read, under this transaction's lock), their events' insert and
+    the latencies observed. Three queries, whatever the number of answers (the observation's
+    only when one counts)."""
+    if not pending:
+        return []
+    updated_at = timezone.now()  # what ``save`` writes in the ``auto_now`` field
+    fields: dict[str, None] = {}
+    for answer, fill in zip(pending, booked, strict=True):
+        order = answer.order
+        if fill is not None:
+            order.commitment = fill.commitment or order.commitment
+            if fill.realized_gain is not None:
+                order.realized_gain = (order.realized_gain or ZERO) + fill.realized_gain
+        order.updated_at = updated_at
+        fields.update(dict.fromkeys(answer.changed))
+    orders = [answer.order for answer in pending]
+    _update_orders(orders, fields)
+    recorded_at = timezone.now()
+    OrderEvent.objects.bulk_create(
+        [
+            event
+            for answer in pending
+            for event in answer_events(
+                answer.order,
+                previous_status=answer.previous,
+                previous_filled_quantity=answer.previous_filled,
+                now=now,
+                kind=answer.kind,
+                recorded_at=recorded_at,
+            )
+        ]
     )
-    observe_order_answered(
-        order, pending.previous, now, received_at=order.recommendation_received_at
+    observe_orders_answered(
+        [
+            (answer.order, answer.previous, answer.order.recommendation_received_at)
+            for answer in pending
+        ],
+        now,
     )
-    return ProcessResult(order.pk, order.status, order.status_reason)
+    return [ProcessResult(order.pk, order.status, order.status_reason) for order in orders]
 
 
 def _log_unknown(result: ProcessResult, response: ExecutionResponse) -> None:

@@ -24,7 +24,7 @@ import functools
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -47,6 +47,8 @@ __all__ = [
     "observation_rows",
     "observe",
     "observe_order_answered",
+    "observe_orders_answered",
+    "merge_rows",
     "records_decision_cycle",
 ]
 
@@ -184,11 +186,37 @@ def observe_order_answered(
     answer's pool lock already serializes), and, without ``received_at``, the order's
     recommendation (hidden, one query).
     """
-    if (
-        not order.recommendation_id
-        or previous_status not in _WAITING
-        or order.status not in _ANSWERED
-    ):
-        return
-    received = received_at or order.recommendation.received_at
-    observe(order.pool_id, ORDER_LATENCY, (now - received).total_seconds())
+    observe_orders_answered([(order, previous_status, received_at)], now)
+
+
+def observe_orders_answered(
+    answered: Iterable[tuple[Any, str, datetime | None]], now: datetime
+) -> None:
+    """``observe_order_answered`` for many answers stored at ``now``: (order, previous status,
+    recommendation's arrival or None) each. One upsert for all (none when none counts), plus
+    one query per order read without its arrival."""
+    rows = []
+    for order, previous_status, received_at in answered:
+        if (
+            not order.recommendation_id
+            or previous_status not in _WAITING
+            or order.status not in _ANSWERED
+        ):
+            continue
+        received = received_at or order.recommendation.received_at
+        rows += observation_rows(order.pool_id, ORDER_LATENCY, (now - received).total_seconds())
+    add_to_counters(merge_rows(rows))
+
+
+def merge_rows(rows: Iterable[tuple]) -> list[tuple]:
+    """``rows`` for ``add_to_counters`` with the rows of one key added together, in the order
+    each key first appears: one statement may not update a row twice."""
+    merged: dict[tuple, list] = {}
+    for row in rows:
+        key, (total, sum_seconds) = row[: len(_KEYS)], row[len(_KEYS) :]
+        if key in merged:
+            merged[key][0] += total
+            merged[key][1] += sum_seconds
+        else:
+            merged[key] = [total, sum_seconds]
+    return [(*key, total, sum_seconds) for key, (total, sum_seconds) in merged.items()]

@@ -48,7 +48,8 @@ SELL_ANSWER_QUERIES = ANSWER_QUERIES
 #: A batch's buys booked together (``portfolio.books.book_fills``), whatever its size: the
 #: open commitments (one read), the new commitments, the cash, the fills (one write each).
 BATCH_BOOKING_QUERIES = 4
-#: Each answer of a batch besides the booking: the order, its events.
+#: A batch's answers besides the booking, whatever its size: the orders (one update), their
+#: events (one insert).
 BATCH_ANSWER_QUERIES = 2
 
 SYMBOLS = [f"WQ{i:02d}" for i in range(12)]
@@ -173,6 +174,38 @@ def test_an_order_of_a_recommendation_adds_one_upsert_for_its_latency(
     assert observed.total == 4
 
 
+def test_a_batch_observes_the_latency_of_each_recommendation_in_one_upsert(
+    http_pool, session_now, account_queries
+):
+    orders = []
+    for n, symbol in enumerate(SYMBOLS[:3]):
+        recommendation = factories.make_recommendation(symbol, session_now)
+        # Answered at session_now + 1 s: latencies of 1, 2 and 3 seconds.
+        Recommendation.objects.filter(pk=recommendation.pk).update(
+            received_at=session_now - timedelta(seconds=n)
+        )
+        orders.append(
+            _queue(http_pool, symbol, session_now, n=n, recommendation_id=recommendation.pk)
+        )
+
+    statuses, queries = _batch_counted(orders, session_now + timedelta(seconds=1))
+
+    assert statuses == ["filled"] * 3
+    fixed = PRE_CLAIM_QUERIES + CLAIM_QUERIES + account_queries + ANSWERS_QUERIES + LEVELS_QUERIES
+    assert len(queries) == fixed + BATCH_BOOKING_QUERIES + BATCH_ANSWER_QUERIES + 1, queries
+    counted = dict(
+        TelemetryCounter.objects.filter(
+            pool=http_pool, metric="recommendation_to_order_seconds"
+        ).values_list("le", "total")
+    )
+    assert (counted["0.5"], counted["1.0"], counted["2.0"], counted["3.0"]) == (0, 1, 2, 3)
+    assert counted["+Inf"] == 3
+    observed = TelemetryCounter.objects.get(
+        pool=http_pool, metric="recommendation_to_order_seconds", le="+Inf"
+    )
+    assert observed.sum_seconds == pytest.approx(6.0)
+
+
 def test_a_gate_rejection_stops_after_the_claim(http_pool, session_now, broker, account_queries):
     Pool.objects.filter(pk=http_pool.pk).update(halted=True, halt_reason="test")
     sent = len(broker.received)
@@ -203,10 +236,10 @@ def test_a_batch_costs_one_claim_and_one_answer_transaction_plus_the_bookings(
     statuses, queries = _batch_counted(orders, session_now)
 
     assert statuses == ["filled"] * size
-    # One claim and one answer transaction for the batch; per order, only the booking of its
-    # answer (6), where a lone order takes 19 plus the account.
+    # One claim and one answer transaction for the batch, whatever its size, where a lone
+    # order takes 19 plus the account.
     fixed = PRE_CLAIM_QUERIES + CLAIM_QUERIES + account_queries + ANSWERS_QUERIES + LEVELS_QUERIES
-    assert len(queries) == fixed + BATCH_BOOKING_QUERIES + BATCH_ANSWER_QUERIES * size, [
+    assert len(queries) == fixed + BATCH_BOOKING_QUERIES + BATCH_ANSWER_QUERIES, [
         str(q)[:100] for q in queries
     ]
     assert len([r for r in broker.received if r.method == "POST"]) == size + 1
