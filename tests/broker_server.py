@@ -122,8 +122,11 @@ Every answer carries ``X-Ratelimit-Limit``, ``X-Ratelimit-Remaining`` and ``X-Ra
 request is answered 429 ``{"message": "too many requests."}`` and not handled. Each key's
 window starts with its first request.
 
-Bounded by design: HTTP/1.0 (one request per connection), a 5 s socket timeout, a 1 MiB body cap,
-delays of at most 30 s that ``stop()`` interrupts, and a bind on 127.0.0.1 only.
+It speaks HTTP/1.1 with kept-alive connections, as a broker's API does: a batch's requests
+share one connection, and an answer the client can no longer read (a stall, a reset, a hang-up)
+closes its connection. Bounded by design: a 5 s socket timeout (an idle connection is closed
+after it), a 1 MiB body cap, delays of at most 30 s that ``stop()`` interrupts, and a bind on
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -1242,8 +1245,11 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.0"
+    protocol_version = "HTTP/1.1"
     timeout = 5
+    # Each answer leaves in one write (flushed after each request): the status line and headers
+    # in one segment and the body in another would wait on the client's delayed ACK.
+    wbufsize = 64 * 1024
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -1264,6 +1270,7 @@ class _Handler(BaseHTTPRequestHandler):
         broker = self.server.broker
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
+            self.close_connection = True  # the body is left unread: the connection is done
             self._send(_Reply(413, "413 request entity too large"))
             return
         raw_body = self.rfile.read(length) if length > 0 else b""
@@ -1289,6 +1296,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if kind in ("delay", "stall") and broker._stopping.wait(behaviour.seconds):
             # Stopped while waiting: hang up rather than answer late.
+            self.close_connection = True
             return
         if kind == "stall":
             self.close_connection = True
@@ -1323,6 +1331,7 @@ class _Handler(BaseHTTPRequestHandler):
             whole = json.dumps(reply.body).encode("utf-8")
             reply = _Reply(200, whole[: len(whole) // 2], limit_headers, "application/json")
         elif kind == "accept_then_delay" and broker._stopping.wait(behaviour.seconds):
+            self.close_connection = True
             return
         self._send(reply)
         broker._answered(exchange)

@@ -11,8 +11,8 @@ process group) and started again. Each kill is aimed at one stage of an order's 
 - ``before_claim``: the pool row is locked from here, so the workers' claims wait on it with
   their tasks taken from Redis; the cluster dies before any claim commits;
 - ``between_claim_and_post``: the cluster's listener stops accepting, so a claimed order's
-  POST waits unread in the kernel's backlog; the cluster dies and the listener is closed,
-  dropping the POST unread;
+  POST waits unread in the kernel's backlog (a task opens its own connection: one already
+  open is served on); the cluster dies and the listener is closed, dropping the POST unread;
 - ``during_post``: the broker holds the cluster's POST until the cluster is dead, then
   executes it and answers no one;
 - ``after_answer``: the pool row is locked from here while the broker executes and answers
