@@ -1,15 +1,22 @@
 """``manage.py bench chaos|latency|worker``: the options are checked, and what cannot run here is
-refused with a clear message, before any database or cluster is started."""
+refused with a clear message, before any database or cluster is started; the latency bench reads
+the broker's answer to the order it times."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from decisions.tooling.bench_latency import LatencySpec, session_refusal
+from decisions.tooling.bench_latency import LatencySpec, _wait_answered, session_refusal
+from execution.adapters import AlpacaHttpAdapter, OrderRequest
+from execution.dispatch import queued_order
+from execution.keys import client_order_id_for
+from tests import factories
+from tests.broker_server import FakeBroker
 
 
 @pytest.mark.parametrize(
@@ -72,3 +79,41 @@ def test_latency_runs_only_inside_a_session_it_can_finish_in(now, refused):
         assert refusal is None
     else:
         assert refused in refusal
+
+
+def test_latency_finds_the_answer_to_the_order_of_a_recommendation(pool, session_now):
+    """The latency is read off the broker's exchanges by the client order id the worker sends
+    (``ik1-…``), not the idempotency key itself."""
+    factories.make_entity("LATX")
+    recommendation = factories.make_recommendation("LATX", session_now)
+    order = queued_order(
+        pool=pool,
+        entity_id="LATX",
+        action="act",
+        side="buy",
+        reason="entry",
+        quantity=Decimal("2"),
+        estimated_value=Decimal("50"),
+        reference=f"rec:{recommendation.pk}",
+        now=session_now,
+        recommendation_id=recommendation.pk,
+    )
+    order.save()
+    with FakeBroker(prices={"LATX": "50"}) as broker:
+        adapter = AlpacaHttpAdapter(broker.url, broker.key_id, broker.secret_key)
+        adapter.submit(
+            OrderRequest(
+                client_order_id=client_order_id_for(order.idempotency_key),
+                symbol="LATX",
+                side="buy",
+                quantity=Decimal("2"),
+            )
+        )
+
+        answered = _wait_answered(broker, recommendation.pk, 2.0)
+        other = factories.make_recommendation("LATX", session_now)
+        unanswered = _wait_answered(broker, other.pk, 0.2)
+
+    (post,) = [e for e in broker.exchanges if e.method == "POST"]
+    assert answered is not None and answered == post.answered_at
+    assert unanswered is None

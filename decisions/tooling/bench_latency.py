@@ -41,6 +41,7 @@ from decisions.tooling.cluster import (
     flush_redis,
     require_postgres_and_redis,
 )
+from execution.keys import client_order_id_for
 from execution.models import Order
 from portfolio.market_calendar import get_market_calendar
 from portfolio.models import EngineConfig
@@ -200,10 +201,11 @@ def _wait_answered(broker, rec_id: str, seconds: float) -> datetime | None:
                 .values_list("idempotency_key", flat=True)
                 .first()
             )
+            sent_as = client_order_id_for(key) if key is not None else None
         if key is not None:
             for exchange in broker.exchanges:
                 if (
-                    exchange.client_order_id == key
+                    exchange.client_order_id == sent_as
                     and exchange.method == "POST"
                     and exchange.path == ORDERS_PATH
                     and exchange.answered_at is not None
