@@ -27,9 +27,10 @@
 3. store the answers (``record_responses``): one transaction for the batch's answers, once
    the last order is sent or an answer has waited ``RECORD_WITHIN_S``, the pool row locked
    once; each answer is applied as ``record_response`` applies one (``_apply_answer``: the
-   lease cleared, the answer stored, a fill booked by ``portfolio.books.book_fill``: the
-   commitment opened, added to or closed, the cash moved). Should that transaction fail,
-   each answer is stored again in a transaction of its own.
+   lease cleared, the answer stored, a fill booked: the commitment opened, added to or
+   closed, the cash moved), but all at once: the fills by ``portfolio.books.book_fills``, the
+   orders by one UPDATE, their events by one INSERT (``_finish_answers``). Should that
+   transaction fail, each answer is stored again in a transaction of its own.
 
 Where a check or a write belongs in a transaction: per order of a claim, ``_judge`` (inside
 the claim's transaction, the pool locked) and its gate input ``BatchAccount.risk_input``; per
@@ -549,7 +550,8 @@ def claim_orders(
 
     Queries, whatever the size of the batch and of the pool: the orders with their entities,
     the pool with its ``PoolRiskConfig``, the account (``account_as_of``), the orders sent in
-    the last minute, the evaluations (one insert) and the orders (one update); plus one
+    the last minute, the evaluations (one insert), the orders held or refused (one update,
+    ``_write_claim``) and their events (one insert); plus one
     to read the status of ids it could not claim, if any. Only the order rows and the pool
     row are locked (``of=("self",)``), not the rows read with them.
     """
@@ -1082,8 +1084,10 @@ def record_responses(
 
     Queries: the orders, the pool, the tier and the bars for the ATRs of the buys it books
     (``buy_levels_inputs``, once for all; none without a buy), the fills booked at once
-    (``book_fills``: a fixed number), then per order its update and its events' insert.
-    Returns one result per answer, in the order given."""
+    (``book_fills``: a fixed number), then the orders' update, their events' insert and, for
+    orders of recommendations, one upsert of their latencies (``_finish_answers``): a fixed
+    number whatever the size of the batch. Returns one result per answer, in the order
+    given."""
     if not answers:
         return []
     try:
