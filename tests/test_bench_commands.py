@@ -81,9 +81,12 @@ def test_latency_runs_only_inside_a_session_it_can_finish_in(now, refused):
         assert refused in refusal
 
 
-def test_latency_finds_the_answer_to_the_order_of_a_recommendation(pool, session_now):
+@pytest.mark.django_db(transaction=True)
+def test_latency_finds_the_answer_to_the_order_of_a_recommendation(source_tiers, session_now):
     """The latency is read off the broker's exchanges by the client order id the worker sends
-    (``ik1-…``), not the idempotency key itself."""
+    (``ik1-…``), not the idempotency key itself. Real transactions: the bench's wait closes
+    old connections, as a process beside a cluster does."""
+    pool = factories.make_pool(now=session_now)
     factories.make_entity("LATX")
     recommendation = factories.make_recommendation("LATX", session_now)
     order = queued_order(
