@@ -126,8 +126,11 @@ def test_bad_environment_stops_start_up_naming_the_variable(variable, value, mes
 
 def test_demo_shows_every_guardian_at_work(db, tmp_path):
     """The full demo (20 sessions ending 2026-11-24) exits at a stop and at a target, siphons
-    into the reserve and trips a breaker or changes the tier."""
-    summary = run_demo(tmp_path, now=datetime(2026, 11, 25, 2, 0, tzinfo=UTC), progress=str)
+    into the reserve and trips a breaker or changes the tier. The demo pool alone: its shadow
+    doubles the run and is followed by the few-session test above."""
+    summary = run_demo(
+        tmp_path, now=datetime(2026, 11, 25, 2, 0, tzinfo=UTC), progress=str, with_shadow=False
+    )
 
     assert summary.exits["risk_threshold"] >= 1
     assert summary.exits["gain_target"] >= 1

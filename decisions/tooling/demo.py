@@ -106,8 +106,10 @@ def run_demo(
     cash: Decimal = Decimal("100000"),
     tier: str = "moderate",
     progress: Callable[[str], None] = print,
+    with_shadow: bool = True,
 ) -> DemoSummary:
-    """Generate and import the sample data, create the demo pool and run the engine."""
+    """Generate and import the sample data, create the demo pool (and, ``with_shadow``, its
+    shadow pool) and run the engine."""
     calendar = get_market_calendar(now)
     end = last_completed_session(calendar, now)
     files = generate_sample_data(
@@ -143,17 +145,19 @@ def run_demo(
         f"Pool 'demo': simulation, paper broker, {tier} tier, cash {cash:,.0f}, "
         f"absolute commitment cap {DEMO_POOL_SETTINGS['absolute_commitment_cap']}"
     )
-    shadow = create_pool_with_settings(
-        DEMO_SHADOW,
-        shadow_of=pool,
-        overrides=parse_overrides(DEMO_SHADOW_SETTINGS),
-        now=now,
-        actor="demo",
-        reason="the demo's shadow pool: the same recommendations, one setting changed",
-        via="command",
-    )
-    changed = settings_that_differ(shadow, pool).sentences
-    progress(f"Pool '{DEMO_SHADOW}': a paper shadow of 'demo' that {'; '.join(changed)}")
+    shadow, changed = None, []
+    if with_shadow:
+        shadow = create_pool_with_settings(
+            DEMO_SHADOW,
+            shadow_of=pool,
+            overrides=parse_overrides(DEMO_SHADOW_SETTINGS),
+            now=now,
+            actor="demo",
+            reason="the demo's shadow pool: the same recommendations, one setting changed",
+            via="command",
+        )
+        changed = settings_that_differ(shadow, pool).sentences
+        progress(f"Pool '{DEMO_SHADOW}': a paper shadow of 'demo' that {'; '.join(changed)}")
     passes = 0
     for index, session in enumerate(files.simulated_sessions, 1):
         day = Counter()
@@ -177,19 +181,24 @@ def run_demo(
             .annotate(n=Count("id"))
             .values_list("pool_id", "n")
         )
-        progress(
+        line = (
             f"  [{index:>2}/{len(files.simulated_sessions)}] {session}  "
             f"act {day['act']:>3}  defer {day['defer']:>3}  skip {day['skip']:>3}  "
-            f"fills {filled:>3}  open {held.get(pool.pk, 0):>2}  │ shadow: "
-            f"act {shadow_day['act']:>3}  skip {shadow_day['skip']:>3}  "
-            f"open {held.get(shadow.pk, 0):>2}"
+            f"fills {filled:>3}  open {held.get(pool.pk, 0):>2}"
         )
+        if shadow is not None:
+            line += (
+                f"  │ shadow: act {shadow_day['act']:>3}  skip {shadow_day['skip']:>3}  "
+                f"open {held.get(shadow.pk, 0):>2}"
+            )
+        progress(line)
         for event in events:
             progress(f"          · {event}")
     summary = summarize(pool, files.simulated_sessions, passes, now, cash)
-    summary.shadow = summarize(shadow, files.simulated_sessions, passes, now, shadow.cash)
-    summary.shadow.shadow_of = pool.name
-    summary.shadow.changed_settings = changed
+    if shadow is not None:
+        summary.shadow = summarize(shadow, files.simulated_sessions, passes, now, shadow.cash)
+        summary.shadow.shadow_of = pool.name
+        summary.shadow.changed_settings = changed
     return summary
 
 
