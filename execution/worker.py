@@ -647,19 +647,13 @@ def claim_orders(
         judged_ids = {order.pk for order in judged}
         claim.remaining = [pk for pk in order_ids if pk in by_id and pk not in judged_ids]
         RiskEvaluation.objects.bulk_create(evaluations)
-        _write_claim(claim, judged, now, lease_until, claimed_at)
+        _write_claim(judged, claimed_at)
         # The events after the rows they describe, in the same transaction.
         record_claim_events(judged, now)
     return claim
 
 
-def _write_claim(
-    claim: BatchClaim,
-    judged: list[Order],
-    now: datetime,
-    lease_until: datetime,
-    claimed_at: datetime,
-) -> None:
+def _write_claim(judged: list[Order], claimed_at: datetime) -> None:
     """The claim's writes: one UPDATE of every judged order (``_update_orders``), held under
     the lease or refused, each with its own status and request."""
     for order in judged:
